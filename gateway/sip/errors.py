@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .message import SipMessage
 
-__all__ = ["LocalSipError", "RemoteSipError", "SipError"]
+__all__ = ["LocalSipError", "RemoteSipError", "SdpError", "SipError"]
 
 
 class SipError(Exception):
@@ -35,3 +35,14 @@ class RemoteSipError(SipError):
         self.reason = reason
         self.status_hint = status_hint
         self.partial = partial
+
+
+class SdpError(RemoteSipError):
+    """An SDP offer or answer we cannot use (RFC 3264).
+
+    ``status_hint`` is 488 (Not Acceptable Here) when it parses but nothing in it is acceptable,
+    400 when it does not parse at all.
+    """
+
+    def __init__(self, reason: str, status_hint: int = 488) -> None:
+        super().__init__(reason, status_hint=status_hint)

@@ -3,6 +3,7 @@
 A ``Headers`` object keeps every field as it came off the wire — the raw name (compact ``v`` or
 ``VIA`` stays so) and the raw value — so unknown headers and odd spellings serialise verbatim;
 lookups go through the canonical lower-case key, compact forms expanded (RFC 3261 §7.3.3).
+The value parsers raise ``HeaderError`` (a ``ValueError``) and nothing else, whatever the input.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ __all__ = [
     "Headers",
     "Via",
     "canonical_key",
+    "canonical_name",
     "format_params",
     "parse_address",
     "parse_cseq",
     "parse_params",
+    "parse_uint",
     "parse_via",
+    "quote",
     "split_list",
+    "unquote",
 ]
 
 
@@ -133,8 +138,19 @@ class Headers:
         key = canonical_key(name)
         return any(f.key == key for f in self._fields)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self.items() == other.items()
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
-        return f"Headers({[(f.name, f.value) for f in self._fields]!r})"
+        return f"Headers({self.items()!r})"
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every field as (name as written, value), in order."""
+        return [(f.name, f.value) for f in self._fields]
 
     def copy(self) -> Headers:
         return Headers(self._fields)
@@ -192,106 +208,89 @@ class Headers:
     def pop_first_value(self, name: str) -> str | None:
         """Remove and return the first list element of a list header (topmost Via / Route)."""
         key = canonical_key(name)
-        for i, f in enumerate(self._fields):
-            if f.key == key:
-                parts = split_list(f.value)
-                if not parts:
-                    del self._fields[i]
-                    continue
-                first = parts[0]
-                if len(parts) == 1:
-                    del self._fields[i]
-                else:
-                    self._fields[i] = HeaderField(f.name, ", ".join(parts[1:]))
-                return first
+        i = 0
+        while i < len(self._fields):
+            f = self._fields[i]
+            if f.key != key:
+                i += 1
+                continue
+            parts = split_list(f.value)
+            if not parts:
+                del self._fields[i]
+                continue
+            if len(parts) == 1:
+                del self._fields[i]
+            else:
+                self._fields[i] = HeaderField(f.name, ", ".join(parts[1:]))
+            return parts[0]
         return None
+
+
+# -- lexical pieces (RFC 3261 §25.1) ---------------------------------------------------------------
+# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" )
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_TOKEN_RE = re.compile(_TOKEN)
+# quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE ; quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+# (any character is accepted after the backslash: tolerant, and it can never end the string)
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_QUOTED_RE = re.compile(_QUOTED, re.S)
+
+# One list element is made of quoted strings, <...> sections and plain runs; a comma outside the
+# first two separates elements (RFC 3261 §7.3.1). Unterminated quotes/brackets run to the end.
+_LIST_PIECE = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|<[^>]*(?:>|\Z)|[^",<]+|,', re.S)
 
 
 def split_list(value: str) -> list[str]:
     """Split a comma list, not breaking inside quoted strings or <...> (RFC 3261 §7.3.1)."""
     out: list[str] = []
     buf: list[str] = []
-    in_quote = False
-    in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        c = value[i]
-        if in_quote:
-            buf.append(c)
-            if c == "\\" and i + 1 < n:
-                buf.append(value[i + 1])
-                i += 1
-            elif c == '"':
-                in_quote = False
-        elif c == '"':
-            in_quote = True
-            buf.append(c)
-        elif c == "<":
-            in_angle = True
-            buf.append(c)
-        elif c == ">":
-            in_angle = False
-            buf.append(c)
-        elif c == "," and not in_angle:
-            out.append("".join(buf).strip())
+    for m in _LIST_PIECE.finditer(value):
+        piece = m.group()
+        if piece == ",":
+            out.append("".join(buf).strip(" \t"))
             buf = []
         else:
-            buf.append(c)
-        i += 1
-    last = "".join(buf).strip()
+            buf.append(piece)
+    last = "".join(buf).strip(" \t")
     if last or out:
         out.append(last)
     return out
 
 
-_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_TOKEN_RE = re.compile(rf"^{_TOKEN}$")
+def quote(text: str) -> str:
+    """``text`` as a quoted-string, escaping ``"`` and ``\\`` (RFC 3261 §25.1 quoted-pair)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unquote(text: str) -> str:
+    """Content of a quoted-string with quoted-pairs resolved; other text is returned unchanged."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.S)
+    return text
+
+
+# generic-param = token [ EQUAL gen-value ] ;  gen-value = token / host / quoted-string
+# SEMI = SWS ";" SWS ;  EQUAL = SWS "=" SWS
+# An unquoted value is any run without white space, controls, DQUOTE, ";", ",", "<", ">": that
+# covers token / host / IPv6 (RFC 5118 received=) and tolerates odd characters that are harmless.
+_PARAM_RE = re.compile(
+    rf'[ \t]*;[ \t]*({_TOKEN})(?:[ \t]*=[ \t]*({_QUOTED}|[^\x00-\x20\x7f";,<>]+))?[ \t]*', re.S
+)
 
 
 def parse_params(text: str) -> list[tuple[str, str | None]]:
     """``;a=b;c;d="x;y"`` -> [(a,b),(c,None),(d,'"x;y"')] (quoted values kept quoted)."""
     params: list[tuple[str, str | None]] = []
-    i = 0
+    pos = 0
     n = len(text)
-    while i < n:
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n:
-            break
-        if text[i] != ";":
-            raise HeaderError(f"expected ';' in parameters {text!r}")
-        i += 1
-        j = i
-        in_quote = False
-        while j < n:
-            c = text[j]
-            if in_quote:
-                if c == "\\":
-                    j += 1
-                elif c == '"':
-                    in_quote = False
-            elif c == '"':
-                in_quote = True
-            elif c == ";":
+    while pos < n:
+        m = _PARAM_RE.match(text, pos)
+        if m is None:
+            if not text[pos:].strip(" \t"):
                 break
-            j += 1
-        if in_quote:
-            raise HeaderError(f"unterminated quoted string in parameters {text!r}")
-        item = text[i:j].strip()
-        if not item:
-            raise HeaderError(f"empty parameter in {text!r}")
-        if "=" in item:
-            k, v = item.split("=", 1)
-            k, v = k.strip(), v.strip()
-            if not _TOKEN_RE.match(k) or v == "":
-                raise HeaderError(f"bad parameter {item!r}")
-            params.append((k, v))
-        else:
-            if not _TOKEN_RE.match(item):
-                raise HeaderError(f"bad parameter {item!r}")
-            params.append((item, None))
-        i = j
+            raise HeaderError(f"bad parameter at {text[pos:pos + 40]!r}")
+        params.append((m.group(1), m.group(2)))
+        pos = m.end()
     return params
 
 
@@ -305,6 +304,15 @@ def _param(params: list[tuple[str, str | None]], name: str) -> str | None:
         if k.lower() == low:
             return "" if v is None else v
     return None
+
+
+def _set_param(params: list[tuple[str, str | None]], name: str, value: str | None) -> None:
+    low = name.lower()
+    for i, (k, _) in enumerate(params):
+        if k.lower() == low:
+            params[i] = (k, value)
+            return
+    params.append((name, value))
 
 
 @dataclass(slots=True)
@@ -325,12 +333,7 @@ class Via:
         return self.param("branch")
 
     def set_param(self, name: str, value: str | None) -> None:
-        low = name.lower()
-        for i, (k, _) in enumerate(self.params):
-            if k.lower() == low:
-                self.params[i] = (k, value)
-                return
-        self.params.append((name, value))
+        _set_param(self.params, name, value)
 
     def sent_by(self) -> tuple[str, int | None]:
         return self.host, self.port
@@ -340,28 +343,33 @@ class Via:
         return f"{self.protocol}/{self.transport} {hp}{format_params(self.params)}"
 
 
+# via-parm      = sent-protocol LWS sent-by *( SEMI via-params )
+# sent-protocol = protocol-name SLASH protocol-version SLASH transport      (SLASH = SWS "/" SWS)
+# sent-by       = host [ COLON port ]                                       (COLON = SWS ":" SWS)
 _VIA_RE = re.compile(
-    r"^\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)"
-    r"\s+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:\s*:\s*([0-9]{1,5}))?\s*(.*)$",
-    re.S,
+    rf"[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]+"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
 )
 
 
 def parse_via(value: str) -> Via:
+    """Parse one via-parm (a single element of a Via header's list)."""
     m = _VIA_RE.match(value)
     if not m:
-        raise HeaderError(f"malformed Via {value!r}")
-    name, version, transport, host, port, rest = m.groups()
+        raise HeaderError(f"malformed Via {value[:80]!r}")
+    name, version, transport, host, port = m.groups()
     p = int(port) if port else None
     if p is not None and p > 65535:
-        raise HeaderError(f"Via port out of range in {value!r}")
-    params = parse_params(rest.strip()) if rest.strip() else []
+        raise HeaderError(f"Via port out of range in {value[:80]!r}")
+    params = parse_params(value[m.end():])
     return Via(transport=transport.upper(), host=host, port=p, params=params, protocol=f"{name}/{version}")
 
 
 @dataclass(slots=True)
 class Address:
-    """name-addr / addr-spec with header parameters (From, To, Contact, Route ...)."""
+    """name-addr / addr-spec with header parameters (From, To, Contact, Route ...).
+
+    ``display_name`` is kept as written (with its quotes when quoted); ``display`` decodes it."""
 
     uri: SipUri | AbsoluteUri
     display_name: str | None = None
@@ -375,93 +383,99 @@ class Address:
     def tag(self) -> str | None:
         return self.param("tag")
 
+    @property
+    def display(self) -> str | None:
+        """Display name as text: quotes removed and quoted-pairs resolved."""
+        return None if self.display_name is None else unquote(self.display_name)
+
     def set_param(self, name: str, value: str | None) -> None:
-        low = name.lower()
-        for i, (k, _) in enumerate(self.params):
-            if k.lower() == low:
-                self.params[i] = (k, value)
-                return
-        self.params.append((name, value))
+        _set_param(self.params, name, value)
 
     def __str__(self) -> str:
         if self.wildcard:
             return "*"
         dn = ""
         if self.display_name:
-            dn = self.display_name if self.display_name.startswith('"') else f'"{self.display_name}"'
+            dn = self.display_name if self.display_name.startswith('"') else quote(self.display_name)
             dn += " "
         return f"{dn}<{self.uri}>{format_params(self.params)}"
 
 
-def _scan_quoted(text: str, i: int) -> int:
-    """Index just past the closing quote of a quoted string starting at ``text[i] == '"'``."""
-    j = i + 1
-    n = len(text)
-    while j < n:
-        c = text[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == '"':
-            return j + 1
-        j += 1
-    raise HeaderError(f"unterminated quoted string in {text!r}")
+# display-name = *(token LWS) / quoted-string. Unquoted words may also carry non-ASCII text
+# (tolerated: UAs put UTF-8 names there), never "," ";" "<" or a quote.
+_DN_WORD = r"[A-Za-z0-9\-.!%*_+`'~\x80-\U0010ffff]+"
+_DISPLAY_RE = re.compile(rf"{_DN_WORD}(?:[ \t]+{_DN_WORD})*")
 
 
 def parse_address(value: str) -> Address:
     """Parse From/To/Contact/Route values (RFC 3261 §20.10, §25.1 name-addr / addr-spec)."""
-    text = value.strip()
+    text = value.strip(" \t")
     if text == "*":
         return Address(uri=AbsoluteUri("*", ""), wildcard=True)
-    display: str | None = None
-    i = 0
-    if text.startswith('"'):
-        j = _scan_quoted(text, 0)
-        display = text[:j]
-        i = j
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i >= len(text) or text[i] != "<":
-            raise HeaderError(f"expected '<' after display name in {value!r}")
-    lt = text.find("<", i)
+    if not text:
+        raise HeaderError("empty address")
+    if text[0] == '"':
+        m = _QUOTED_RE.match(text)
+        if not m:
+            raise HeaderError(f"unterminated quoted string in {value[:80]!r}")
+        rest = text[m.end():].lstrip(" \t")
+        if not rest.startswith("<"):
+            raise HeaderError(f"expected '<' after display name in {value[:80]!r}")
+        return _name_addr(m.group(), rest, value)
+    lt = text.find("<")
     if lt >= 0:
-        if display is None:
-            dn = text[:lt].strip()
-            display = dn or None
-            if display and not re.fullmatch(rf"{_TOKEN}(?:[ \t]+{_TOKEN})*", display):
-                raise HeaderError(f"display name must be quoted: {display!r}")
-        gt = text.find(">", lt)
-        if gt < 0:
-            raise HeaderError(f"missing '>' in {value!r}")
-        uri_text = text[lt + 1:gt]
-        if uri_text != uri_text.strip():
-            raise HeaderError(f"whitespace inside <> in {value!r}")
-        rest = text[gt + 1:]
-    else:
-        # addr-spec: parameters after the URI belong to the header (RFC 3261 §20.10)
-        semi = text.find(";")
-        uri_text = text if semi < 0 else text[:semi]
-        rest = "" if semi < 0 else text[semi:]
-        uri_text = uri_text.strip()
-        if "?" in uri_text or "," in uri_text:
-            raise HeaderError(f"addr-spec with '?' or ',' must be enclosed in <>: {value!r}")
+        dn = text[:lt].strip(" \t")
+        if dn and not _DISPLAY_RE.fullmatch(dn):
+            raise HeaderError(f"display name must be quoted: {dn[:80]!r}")
+        return _name_addr(dn or None, text[lt:], value)
+    # addr-spec: parameters after the URI belong to the header, and a URI with ',', '?' or ';'
+    # must be enclosed in <> (RFC 3261 §20.10)
+    semi = text.find(";")
+    uri_text = (text if semi < 0 else text[:semi]).rstrip(" \t")
+    if "?" in uri_text or "," in uri_text:
+        raise HeaderError(f"addr-spec with '?' or ',' must be enclosed in <>: {value[:80]!r}")
+    return Address(uri=_uri(uri_text), params=parse_params(text[semi:]) if semi >= 0 else [])
+
+
+def _name_addr(display: str | None, text: str, value: str) -> Address:
+    # name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
+    gt = text.find(">")
+    if gt < 0:
+        raise HeaderError(f"missing '>' in {value[:80]!r}")
+    uri_text = text[1:gt]
+    if uri_text != uri_text.strip(" \t"):
+        raise HeaderError(f"white space inside <> in {value[:80]!r}")
+    return Address(uri=_uri(uri_text), display_name=display, params=parse_params(text[gt + 1:]))
+
+
+def _uri(text: str) -> SipUri | AbsoluteUri:
     try:
-        uri = parse_uri(uri_text)
+        return parse_uri(text)
     except UriError as exc:
         raise HeaderError(str(exc)) from None
-    params = parse_params(rest.strip()) if rest.strip() else []
-    return Address(uri=uri, display_name=display, params=params)
 
 
-_CSEQ_RE = re.compile(r"^\s*([0-9]{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*$")
+# CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
+_CSEQ_RE = re.compile(rf"[ \t]*([0-9]+)[ \t]+({_TOKEN})[ \t]*")
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
     """``CSeq: 4711 INVITE`` -> (4711, 'INVITE'); the number must fit 32 bits (RFC 3261 §8.1.1.5)."""
-    m = _CSEQ_RE.match(value)
+    m = _CSEQ_RE.fullmatch(value)
     if not m:
-        raise HeaderError(f"malformed CSeq {value!r}")
-    seq = int(m.group(1))
-    if seq > 0xFFFFFFFF:
-        raise HeaderError(f"CSeq number out of range in {value!r}")
+        raise HeaderError(f"malformed CSeq {value[:80]!r}")
+    seq = parse_uint(m.group(1), 0xFFFFFFFF)
+    if seq is None:
+        raise HeaderError(f"CSeq number out of range in {value[:80]!r}")
     return seq, m.group(2)
+
+
+def parse_uint(digits: str, maximum: int) -> int | None:
+    """Decimal ``digits`` (leading zeros allowed, as 1*DIGIT does) as an int, None above ``maximum``.
+
+    Never calls int() on more than 20 digits, so a hostile 60 000-digit value costs nothing."""
+    stripped = digits.lstrip("0") or "0"
+    if len(stripped) > 20 or not stripped.isascii() or not stripped.isdigit():
+        return None
+    n = int(stripped)
+    return n if n <= maximum else None

@@ -1,8 +1,10 @@
 """SIP and other URIs (RFC 3261 §19.1, §25.1).
 
-``SipUri`` keeps the user part and parameters as they appeared (escapes intact) so a URI
+``SipUri`` keeps every component as it appeared (escapes intact, parameter order and case) so a URI
 serialises back to the same text; ``unescape`` gives the decoded value when it is needed for
-comparison (RFC 3261 §19.1.4).
+comparison (RFC 3261 §19.1.4). The reader is tolerant: it rejects what would break the message
+structure (white space, controls, ``< > "``) or make the URI ambiguous, not every character the
+ABNF happens to leave out.
 """
 
 from __future__ import annotations
@@ -26,14 +28,24 @@ def unescape(text: str) -> str:
 
 
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )     (RFC 3261 §25.1)
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
-# hostport = host [ ":" port ];  host = hostname / IPv4address / IPv6reference
-_HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?$")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# No URI component may hold white space, controls, DQUOTE, "<" or ">" (RFC 3261 §25.1; they delimit
+# URIs inside header fields), so these are refused wherever they appear.
+_ILLEGAL = re.compile(r'[\x00-\x20\x7f<>"]')
+# hostport     = host [ ":" port ]
+# host         = hostname / IPv4address / IPv6reference
+# hostname     = *( domainlabel "." ) toplabel [ "." ]     (alphanum and "-"; "_" tolerated)
+# IPv6reference = "[" IPv6address "]"
+# port         = 1*DIGIT
+_HOSTPORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?")
+# pname = 1*paramchar ; paramchar = param-unreserved / unreserved / escaped  ("=" and ";" excluded)
+_PNAME = re.compile(r"[^=;?@]+")
 
 
 @dataclass(slots=True)
 class SipUri:
-    """sip: / sips: URI. ``params`` is an ordered list of (name, value-or-None)."""
+    """sip: / sips: URI. ``params`` is an ordered list of (name, value-or-None); ``headers`` the raw
+    text after ``?`` (RFC 3261 §19.1.1)."""
 
     host: str
     user: str | None = None
@@ -64,7 +76,8 @@ class SipUri:
 
     def with_params(self, **changes: str | None) -> SipUri:
         """Copy with parameters set (value None = flag) — used for transport=, lr."""
-        params = [(k, v) for k, v in self.params if k.lower() not in {c.lower() for c in changes}]
+        low = {c.lower() for c in changes}
+        params = [(k, v) for k, v in self.params if k.lower() not in low]
         params.extend(changes.items())
         return replace(self, params=params)
 
@@ -83,6 +96,15 @@ class SipUri:
     @property
     def user_unescaped(self) -> str | None:
         return None if self.user is None else unescape(self.user)
+
+    @property
+    def header_fields(self) -> list[tuple[str, str]]:
+        """The ``?h=v&...`` part decoded (RFC 3261 §19.1.1): used for Replaces in a Refer-To."""
+        out: list[tuple[str, str]] = []
+        for item in self.headers.split("&") if self.headers else ():
+            name, _, value = item.partition("=")
+            out.append((unescape(name), unescape(value)))
+        return out
 
     def __str__(self) -> str:
         out = [self.scheme, ":"]
@@ -121,47 +143,60 @@ class AbsoluteUri:
 def parse_uri(text: str) -> SipUri | AbsoluteUri:
     """Parse a Request-URI or the URI inside a name-addr.
 
-    Raises ``UriError`` for text that is not a URI at all or a sip/sips URI with a bad hostport.
+    Raises ``UriError`` (and nothing else) for text that is not a URI at all, or a sip/sips URI
+    whose parts cannot be told apart.
     """
-    text = text.strip()
+    text = text.strip(" \t")
     m = _SCHEME.match(text)
     if not m:
-        raise UriError(f"no URI scheme in {text!r}")
-    scheme = m.group(1)
+        raise UriError(f"no URI scheme in {text[:80]!r}")
+    scheme = m.group()[:-1]
     rest = text[m.end():]
-    if any(c in rest for c in " \t\r\n<>\""):
-        raise UriError(f"illegal character in URI {text!r}")
+    bad = _ILLEGAL.search(rest)
+    if bad:
+        raise UriError(f"illegal character {bad.group()!r} in URI {text[:80]!r}")
     if scheme.lower() not in ("sip", "sips"):
+        # absoluteURI = scheme ":" ( hier-part / opaque-part ) — never empty
+        if not rest:
+            raise UriError(f"empty {scheme}: URI")
         return AbsoluteUri(scheme, rest)
-    headers = ""
-    if "?" in rest:
-        rest, headers = rest.split("?", 1)
+    return _parse_sip(scheme, rest, text)
+
+
+def _parse_sip(scheme: str, rest: str, text: str) -> SipUri:
+    # SIP-URI = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
+    # userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
+    # user = 1*( unreserved / escaped / user-unreserved )
+    # user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
+    # "@" belongs to no component but userinfo, while ";" and "?" may sit in the user part
+    # (RFC 4475 §3.1.1.2, §3.1.1.9): so cut at the first "@" before looking for params/headers.
     user: str | None = None
     password: str | None = None
-    # userinfo ends at the last '@' before the first ';' of the hostport's params... but ';' is legal
-    # in the user part (RFC 4475 3.1.1.9), so split on the last '@'.
-    if "@" in rest:
-        userinfo, rest = rest.rsplit("@", 1)
-        if ":" in userinfo:
-            user, password = userinfo.split(":", 1)
-        else:
-            user = userinfo
+    at = rest.find("@")
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1:]
+        user, colon, pw = userinfo.partition(":")
+        if colon:
+            password = pw
+        if not user:
+            raise UriError(f"empty user part in URI {text[:80]!r}")
+    headers = ""
+    q = rest.find("?")
+    if q >= 0:
+        rest, headers = rest[:q], rest[q + 1:]
     parts = rest.split(";")
-    hostport = parts[0]
-    hm = _HOSTPORT.match(hostport)
+    hm = _HOSTPORT.fullmatch(parts[0])
     if not hm:
-        raise UriError(f"bad host/port {hostport!r} in URI {text!r}")
+        raise UriError(f"bad host/port {parts[0][:80]!r} in URI {text[:80]!r}")
     host = hm.group(1)
     port = int(hm.group(2)) if hm.group(2) else None
     if port is not None and port > 65535:
-        raise UriError(f"port out of range in URI {text!r}")
+        raise UriError(f"port out of range in URI {text[:80]!r}")
     params: list[tuple[str, str | None]] = []
+    # uri-parameters = *( ";" uri-parameter ); other-param = pname [ "=" pvalue ]
     for p in parts[1:]:
-        if p == "":
-            raise UriError(f"empty URI parameter in {text!r}")
-        if "=" in p:
-            k, v = p.split("=", 1)
-            params.append((k, v))
-        else:
-            params.append((p, None))
+        name, eq, value = p.partition("=")
+        if not _PNAME.fullmatch(name):
+            raise UriError(f"bad URI parameter {p[:40]!r} in {text[:80]!r}")
+        params.append((name, value if eq else None))
     return SipUri(host=host, user=user, password=password, port=port, scheme=scheme, params=params, headers=headers)

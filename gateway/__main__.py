@@ -1,0 +1,5 @@
+"""``python -m gateway`` = ``voice-gateway``."""
+
+from .cli import main
+
+raise SystemExit(main())

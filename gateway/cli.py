@@ -1,0 +1,93 @@
+"""Command line: ``voice-gateway serve [--config PATH]`` and ``voice-gateway check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from .config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("gateway")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def _bind_http(settings: Settings) -> socket.socket:
+    """Bind the HTTP socket ourselves so port 0 resolves before startup (reported at /health)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.http.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.http.host, settings.http.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"voice-gateway: cannot bind HTTP on {settings.http.host}:{settings.http.port}: {exc}"
+                         " (set VG_HTTP_PORT or [http] port; 0 picks a free port)") from None
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    sock = _bind_http(settings)
+    http_port = sock.getsockname()[1]
+    app = create_app(settings, http_port=http_port)
+    config = uvicorn.Config(app, log_config=None, lifespan="on", ws="websockets", timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        except (NotImplementedError, RuntimeError):
+            pass
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    await server.serve(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voice-gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway (HTTP Voice API + CometD + SIP lines)")
+    check = sub.add_parser("check-config", help="validate a config file and print the effective settings")
+    for p in (serve, check):
+        p.add_argument("--config", metavar="PATH", help=f"TOML config file (default: {DEFAULT_CONFIG_PATH})")
+        p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"voice-gateway: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        dumped = settings.model_dump(mode="json")
+        for u in dumped.get("users", []):
+            u["password"] = "***"
+        for d in dumped.get("devices", []):
+            d["sip_password"] = "***"
+        import json
+
+        print(json.dumps(dumped, indent=2))
+        return 0
+    try:
+        return asyncio.run(_serve(settings))
+    except KeyboardInterrupt:
+        return 0
