@@ -15,9 +15,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .api import build_api
 from .api.notify import connect_notifications
-from .cometd import CometdServer
+from .api.routes import build_api
+from .cometd.server import CometdServer
 from .config import Settings
 from .telephony.service import Telephony
 
