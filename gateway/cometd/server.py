@@ -92,12 +92,19 @@ class CometdServer:
     # ------------------------------------------------------------------ public API
 
     def routes(self) -> list[BaseRoute]:
-        """POST ``path`` and ``path/<message type>`` (the JS/.NET clients append it), websocket at ``path``."""
+        """POST ``path``, ``path/`` and ``path/<message type>``, websocket at ``path``.
+
+        The CometD JS client (``appendMessageTypeToURL``, on by default) always adds a ``/``: a
+        single meta message goes to ``path/<type>``, a batch or a publish to ``path/`` itself.
+        Without its own route that URL would be answered with a 307 slash redirect, which the
+        client treats as a failed request.
+        """
         from gateway.cometd.longpolling import LongPollingEndpoint
         from gateway.cometd.websocket import WebSocketEndpoint
 
         http = LongPollingEndpoint(self)
-        routes: list[BaseRoute] = [Route(self.path, http, methods=["POST"], name="cometd")]
+        routes: list[BaseRoute] = [Route(self.path, http, methods=["POST"], name="cometd"),
+                                   Route(f"{self.path}/", http, methods=["POST"], name="cometd-slash")]
         routes += [Route(f"{self.path}/{kind}", http, methods=["POST"], name=f"cometd-{kind}") for kind in MESSAGE_KINDS]
         routes.append(WebSocketRoute(self.path, WebSocketEndpoint(self), name="cometd-ws"))
         return routes
@@ -170,6 +177,11 @@ class CometdServer:
         session = self._clients.get(client_id)
         return session.base_url if session else None
 
+    def transport_of(self, client_id: str) -> str | None:
+        """``websocket`` or ``long-polling``: the transport of the client's latest handshake or connect."""
+        session = self._clients.get(client_id)
+        return session.transport if session else None
+
     def held_connect_count(self, username: str | None = None) -> int:
         """Connects currently held open (for metrics and tests)."""
         sessions = self._clients.values() if username is None else self._by_user.get(username, {}).values()
@@ -213,6 +225,7 @@ class CometdServer:
             if session is None:
                 outcome.replies.append(m.unknown_client_reply(message))
             elif channel == m.CONNECT:
+                session.transport = transport  # a client may handshake on one transport and connect on another
                 if outcome.connect is not None:  # an earlier connect in the same batch: answer it now
                     outcome.replies.append(self.finish_connect(outcome.connect)[1])
                 outcome.connect = self._connect(message, session, last_in_batch=index == last)

@@ -29,6 +29,18 @@ POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1
 GOING_AWAY = 1001
 
 
+def choose_subprotocol(offered: list[str]) -> str | None:
+    """The subprotocol to answer with, if the client offered any (RFC 6455 §4.2.2 /subprotocol/).
+
+    The CometD JS client offers its ``protocol`` setting (none by default). Browsers and the
+    ``ws`` package fail the connection when the server picks none of the offered ones, and this
+    endpoint only ever speaks Bayeux JSON, so take ``cometd`` if offered, else the first one.
+    """
+    if not offered:
+        return None
+    return "cometd" if "cometd" in offered else offered[0]
+
+
 class WebSocketEndpoint:
     """ASGI app for the websocket at ``/api/v2/notifications``."""
 
@@ -64,7 +76,7 @@ class WebSocketLink:
         self._done = asyncio.Event()
 
     async def run(self) -> None:
-        await self._ws.accept()
+        await self._ws.accept(subprotocol=choose_subprotocol(self._ws.scope.get("subprotocols") or []))
         self._server.add_link(self)
         flusher = asyncio.ensure_future(self._flush_loop())
         try:
