@@ -356,6 +356,11 @@ class SipCore:
         reg = self._registrations.get(line_id)
         return reg is not None and reg.state is RegState.REGISTERED
 
+    def registration_state(self, line_id: str) -> RegState | None:
+        """Where a line's registration stands (None: it never registered)."""
+        reg = self._registrations.get(line_id)
+        return reg.state if reg is not None else None
+
     def terminate_all(self, now: float) -> None:
         """Shutdown: end every session from our side (BYE / CANCEL / 503)."""
         for sid in list(self._sessions):
@@ -745,7 +750,7 @@ class SipCore:
         line = self.line(s.line_id)
         if s.auth_attempts >= 2 or not line.password:
             return False
-        new = self._authorized_copy(s.invite, resp, line)
+        new = self._authorized_copy(s.invite, resp, line, answered=s.auth_attempts)
         if new is None:
             return False
         s.auth_attempts += 1
@@ -753,14 +758,22 @@ class SipCore:
         s.invite_tx = self._send_request(new, s.peer, now, ("invite", s.id))
         return True
 
-    def _authorized_copy(self, req: SipRequest, challenge: SipResponse, line: LineConfig) -> SipRequest | None:
-        """The request again with credentials for the challenge, CSeq + 1, fresh branch (§22.2)."""
+    def _authorized_copy(self, req: SipRequest, challenge: SipResponse, line: LineConfig, *,
+                         answered: int = 0) -> SipRequest | None:
+        """The request again with credentials for the challenge, CSeq + 1, fresh branch (§22.2).
+
+        ``answered`` counts the challenges already answered in this exchange: after one, only a
+        ``stale=true`` challenge is answered again (RFC 7616 §3.3, RFC 2617 §3.2.1) — any other means
+        the password was refused. (Kamailio's nonces are time-based: the refusal may or may not carry the
+        nonce we used, so the nonce cannot tell.)"""
         proxy = challenge.status == 407
         values = challenge.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate")
         challenges = parse_challenges(values)
         if not challenges:
             return None
         ch = challenges[0]
+        if answered and not ch.stale:
+            return None
         nc = self._nonce_counts.get(ch.nonce, 0) + 1
         self._nonce_counts[ch.nonce] = nc
         value = authorize(ch, DigestCredentials(line.user, line.password), req.method, req.uri,
@@ -870,7 +883,7 @@ class SipCore:
         reg.last_status = resp.status
         unregistering = reg.state is RegState.UNREGISTERING
         if resp.status in (401, 407) and reg.auth_attempts < 2 and line.password:
-            new = self._authorized_copy(tx.request, resp, line)
+            new = self._authorized_copy(tx.request, resp, line, answered=reg.auth_attempts)
             if new is not None:
                 reg.auth_attempts += 1
                 reg.cseq += 1
