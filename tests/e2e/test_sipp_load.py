@@ -1,6 +1,6 @@
 """SIPp load into an auto-answering line: 200 calls at 20 calls/s, then nothing may be left behind.
 
-Issue 2 proof "SIPp": SIPp (scenarios/uac_pcmu_echo.xml) offers PCMU, takes 100/180/200, ACKs, holds the
+Issue 2 proof "SIPp": SIPp (scenarios/uac_pcmu.xml) offers PCMU, takes 100/180/200, ACKs, holds the
 call for 1 s and sends BYE.  Run with ``-rtp_echo`` it returns every RTP packet the gateway plays to it,
 so each call has RTP in and out.  Afterwards every counter of GET /health "stats" (calls, SIP
 sessions/dialogs/transactions, RTP legs and ports) and the SIP core's timers return to 0.
@@ -67,7 +67,7 @@ async def run_load(gw: GatewayHandle, sipp_factory: Any, *, calls: int, rate: fl
     before = await health_stats(gw)
     assert per_call(before) == DRAINED, before
     port = gw.telephony.sip_ports["udp" if transport.startswith("u") else "tcp"]
-    uac = sipp_factory("uac_pcmu_echo", remote=f"127.0.0.1:{port}", service=LINE, calls=calls, rate=rate,
+    uac = sipp_factory("uac_pcmu", remote=f"127.0.0.1:{port}", service=LINE, calls=calls, rate=rate,
                        limit=50, pause_ms=hold_ms, transport=transport, timeout_s=60, extra_args=["-rtp_echo"])
     result: SippResult = await uac.run()
     assert (result.returncode, result.created, result.successful, result.failed) == (0, calls, calls, 0), (
