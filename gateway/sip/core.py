@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import sdp as sdp_mod
-from .auth import DigestCredentials, authorize, parse_challenges
-from .dialog import Dialog, DialogId, DialogState, next_hop_of
+from .auth import Challenge, DigestCredentials, authorize, parse_challenges
+from .dialog import Dialog, DialogId, DialogState
 from .errors import LocalSipError, RemoteSipError
 from .events import (
     CallAnswered,
@@ -102,7 +102,8 @@ class SipCore:
         self._uac_by_tag: dict[tuple[str, str], str] = {}
         self._registrations: dict[str, Registration] = {}
         self._acks: dict[tuple[str, str, str], tuple[bytes, Peer]] = {}
-        self._nonce_counts: dict[str, int] = {}
+        # per (line, 407?): the digest challenge last answered and its nonce count (one per line)
+        self._nonce_counts: dict[tuple[str, bool], _DigestState] = {}
         self._ids = itertools.count(1)
 
     # ================================================================ configuration
@@ -772,12 +773,16 @@ class SipCore:
         if not challenges:
             return None
         ch = challenges[0]
+        key = (line.line_id, proxy)
         if answered and not ch.stale:
+            self._nonce_counts.pop(key, None)  # refused: never offer them pre-emptively either
             return None
-        nc = self._nonce_counts.get(ch.nonce, 0) + 1
-        self._nonce_counts[ch.nonce] = nc
-        value = authorize(ch, DigestCredentials(line.user, line.password), req.method, req.uri,
-                          body=req.body, nc=nc)
+        state = self._nonce_counts.get(key)
+        if state is None or state.challenge.nonce != ch.nonce:
+            state = self._nonce_counts[key] = _DigestState(ch)
+        else:
+            state.challenge = ch
+        value = self._digest_value(line, state, req)
         h = req.headers.copy()
         h.remove("Via")
         h.remove("Authorization" if not proxy else "Proxy-Authorization")
@@ -786,11 +791,19 @@ class SipCore:
         h.set("CSeq", f"{seq + 1} {method}")
         return SipRequest(method=req.method, uri=req.uri, headers=h, body=req.body)
 
+    def _digest_value(self, line: LineConfig, state: _DigestState, req: SipRequest) -> str:
+        """Credentials for ``req`` under ``state``'s challenge; every use counts (RFC 7616 §3.4: nc)."""
+        state.nc += 1
+        return authorize(state.challenge, DigestCredentials(line.user, line.password), req.method, req.uri,
+                         body=req.body, nc=state.nc)
+
     def _send_cancel(self, s: InviteSession, now: float) -> None:
         s.extra["cancel_sent"] = True
         sent = s.invite_tx.request if isinstance(s.invite_tx, ClientTransaction) else s.invite
         cancel = build_cancel(sent)
         self._tx.send_request(cancel, s.peer, now).user_data = ("cancel", s.id)
+        # §9.1: if no final response arrives within 64*T1 of the CANCEL, the INVITE is destroyed
+        self._timers.set(("cancel-timeout", s.id), now + 64 * self.config.timers.t1)
 
     # ---------------------------------------------------------------- UAS helpers
     def _uas(self, session_id: str, *states: SessionState) -> InviteSession:
@@ -852,6 +865,7 @@ class SipCore:
         self._uac_by_tag.pop((s.invite.call_id, s.local_tag), None)
         self._timers.cancel(("2xx", s.id))
         self._timers.cancel(("ack-timeout", s.id))
+        self._timers.cancel(("cancel-timeout", s.id))
 
     # ================================================================ registration internals
     def _send_register(self, line: LineConfig, reg: Registration, expires: int, now: float) -> None:
@@ -871,6 +885,12 @@ class SipCore:
         h.add("Allow", ALLOW_HEADER)
         h.add("User-Agent", self.config.user_agent)
         req = SipRequest(method="REGISTER", uri=f"{registrar.scheme}:{domain}", headers=h)
+        # Refreshes and the unregister reuse the last challenge with the next nc (RFC 3261 §22.1,
+        # RFC 7616 §3.4): no 401 round trip while the nonce lives; a stale one is simply re-answered.
+        for proxy, header in ((False, "Authorization"), (True, "Proxy-Authorization")):
+            state = self._nonce_counts.get((line.line_id, proxy))
+            if state is not None:
+                h.add(header, self._digest_value(line, state, req))
         if reg.state is not RegState.UNREGISTERING:
             reg.state = RegState.REGISTERING if reg.state is not RegState.REGISTERED else reg.state
         self._send_request(req, peer, now, ("register", line.line_id))
@@ -972,6 +992,16 @@ class SipCore:
             self._send_register(self.line(line_id), reg, reg.requested_expires, now)
         elif kind == "ack-cache":
             self._acks.pop(key[1], None)
+        elif kind == "cancel-timeout":
+            # §9.1: CANCELled 64*T1 ago and still no final response (the UAS ignored the CANCEL, or
+            # its 487 was lost): consider the INVITE cancelled, so neither session nor transaction leaks
+            s = self._sessions.get(key[1])
+            if s is None or not isinstance(s.invite_tx, ClientTransaction):
+                return
+            log.info("call %s: no final response %.1f s after CANCEL; INVITE transaction destroyed",
+                     s.invite.call_id, 64 * self.config.timers.t1)
+            self._tx.terminate(s.invite_tx, now)
+            self._forget(s)
 
     # ================================================================ sending helpers
     def _local_hostport(self, transport: str) -> tuple[str, int]:
@@ -1019,7 +1049,8 @@ class SipCore:
         req.headers.prepend("Via", f"SIP/2.0/{peer.transport.upper()} {host}:{port};branch={branch};rport")
         return branch
 
-    def _send_request(self, req: SipRequest, peer: Peer, now: float, user_data: tuple[str, object]) -> ClientTransaction:
+    def _send_request(self, req: SipRequest, peer: Peer, now: float,
+                      user_data: tuple[str, object]) -> ClientTransaction:
         self._add_via(req, peer)
         tx = self._tx.send_request(req, peer, now)
         tx.user_data = user_data
@@ -1041,6 +1072,14 @@ class SipCore:
 
     def _emit(self, event: SipEvent) -> None:
         self._events.append(event)
+
+
+@dataclass(slots=True)
+class _DigestState:
+    """The digest challenge a line last answered and how many requests have used its nonce."""
+
+    challenge: Challenge
+    nc: int = 0
 
 
 def _new_tag() -> str:
