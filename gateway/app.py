@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, http_port: int | None = None) -> Starlette
             "sip": {"host": settings.sip.host, **telephony.sip_ports,
                     "mode": "registrar" if settings.sip.registrar else "standalone"},
             "stats": telephony.stats(),
+            "cometd": {"clients": cometd.client_count(), "held_connects": cometd.held_connect_count()},
         })
 
     @contextlib.asynccontextmanager

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from types import FrameType
+
+import uvicorn
 
 from .config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 
@@ -41,23 +43,44 @@ def _bind_http(settings: Settings) -> socket.socket:
     return sock
 
 
-async def _serve(settings: Settings) -> int:
-    import uvicorn
+class _GatewayServer(uvicorn.Server):
+    """uvicorn drains open requests *before* the app's lifespan shutdown runs, so a held CometD
+    long-poll would make every stop wait for the graceful timeout and then end in a 500. On the
+    first SIGINT/SIGTERM we answer the held connects (and close websockets) first, then exit."""
 
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+        self._stopping: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # called from the signal handler (uvicorn installs it with signal.signal): hop onto the loop
+        self._loop.call_soon_threadsafe(self._begin_stop)
+
+    def _begin_stop(self) -> None:
+        if self._stopping is not None:  # a second signal: stop now
+            self.should_exit = self.force_exit = True
+            return
+        self._stopping = self._loop.create_task(self._stop())
+
+    async def _stop(self) -> None:
+        try:
+            await self._on_stop()
+        except Exception:
+            log.exception("closing CometD clients before shutdown failed")
+        finally:
+            self.should_exit = True
+
+
+async def _serve(settings: Settings) -> int:
     from .app import create_app
 
     sock = _bind_http(settings)
     http_port = sock.getsockname()[1]
     app = create_app(settings, http_port=http_port)
     config = uvicorn.Config(app, log_config=None, lifespan="on", ws="websockets", timeout_graceful_shutdown=3)
-    server = uvicorn.Server(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        except (NotImplementedError, RuntimeError):
-            pass
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _GatewayServer(config, on_stop=app.state.cometd.close)
     await server.serve(sockets=[sock])
     return 0 if server.started else 1
 

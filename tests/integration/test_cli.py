@@ -78,3 +78,31 @@ async def test_check_config_hides_secrets() -> None:
     assert proc.returncode == 0
     text = out.decode()
     assert '"agent1"' in text and "agent1pw" not in text and "pw1001" not in text
+
+
+async def test_sigterm_answers_a_held_cometd_long_poll(tmp_path: Path) -> None:
+    """uvicorn drains open requests before the app's shutdown runs: the held long-poll must be answered first."""
+    proc, port, _ = await _start(tmp_path, str(VENV_BIN / "voice-gateway"), "serve")
+    url = "/api/v2/notifications"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=("agent1", "agent1pw"),
+                                 timeout=60) as http:
+        hs = (await http.post(url, json=[{"channel": "/meta/handshake", "version": "1.0",
+                                           "supportedConnectionTypes": ["long-polling"]}])).json()
+        cid = hs[0]["clientId"]
+        connect = [{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling"}]
+        first = (await http.post(url, json=connect)).json()
+        assert first[0]["successful"] is True  # the first connect returns at once
+        held = asyncio.create_task(http.post(url, json=connect))  # this one is held by the server
+        while not held.done() and await _held_connects(http) == 0:
+            await asyncio.sleep(0.02)
+        assert not held.done()
+        rc = await _stop(proc)
+        reply = await held
+    assert rc == 0
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body[0]["channel"] == "/meta/connect" and body[0]["advice"]["reconnect"] in ("handshake", "none")
+
+
+async def _held_connects(http: httpx.AsyncClient) -> int:
+    return int((await http.get("/health")).json()["cometd"]["held_connects"])
