@@ -79,7 +79,7 @@ async def _serve(settings: Settings) -> int:
     sock = _bind_http(settings)
     http_port = sock.getsockname()[1]
     app = create_app(settings, http_port=http_port)
-    config = uvicorn.Config(app, log_config=None, lifespan="on", ws="websockets", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(app, log_config=None, lifespan="on", ws="websockets-sansio", timeout_graceful_shutdown=3)
     server = _GatewayServer(config, on_stop=app.state.cometd.close)
     await server.serve(sockets=[sock])
     return 0 if server.started else 1

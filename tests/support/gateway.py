@@ -82,7 +82,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[GatewayHandle]:
     sock.setblocking(False)
     port = sock.getsockname()[1]
     app = create_app(settings, http_port=port)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on", ws="websockets",
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on", ws="websockets-sansio",
                                            timeout_graceful_shutdown=2))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
