@@ -499,3 +499,65 @@ async def test_agent_rejects_baresip_call_with_603(gw: GatewayHandle, baresip_fa
         assert "603" in closed["param"], closed
         assert await a1.api.calls() == []
     await wait_idle(gw)
+
+
+class DeafToCancelUas(asyncio.DatagramProtocol):
+    """A UAS that rings (100, 180) but ignores CANCEL: a crashed phone, or a CANCEL lost on the way."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.received: list[str] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        text = data.decode(errors="replace")
+        first = text.split("\r\n", 1)[0]
+        self.received.append(first.split(" ", 1)[0])
+        if not first.startswith("INVITE ") or self.transport is None:
+            return
+        copied = [ln for ln in text.split("\r\n")
+                  if ln.split(":", 1)[0].strip().lower() in ("via", "v", "from", "f", "to", "t", "call-id", "i",
+                                                              "cseq")]
+        for status, tag in (("100 Trying", ""), ("180 Ringing", ";tag=deaf1")):
+            headers = [ln + tag if ln.split(":", 1)[0].strip().lower() in ("to", "t") else ln for ln in copied]
+            reply = (f"SIP/2.0 {status}\r\n" + "\r\n".join(headers)
+                     + f"\r\nContact: <sip:deaf@127.0.0.1:{self.port}>\r\nContent-Length: 0\r\n\r\n")
+            self.transport.sendto(reply.encode(), addr)
+
+
+async def test_cancel_ignored_by_callee_leaves_nothing_behind(tmp_path: Path) -> None:
+    """RFC 3261 §9.1: no final response 64*T1 after our CANCEL -> the INVITE transaction is destroyed.
+
+    T1 is 50 ms here so 64*T1 is 3.2 s; before the fix the session and its INVITE transaction stayed forever.
+    """
+    loop = asyncio.get_running_loop()
+    transport, uas = await loop.create_datagram_endpoint(DeafToCancelUas, local_addr=("127.0.0.1", 0))
+    settings = gateway_settings(tmp_path, devices=_devices(), sip={"t1": 0.05})
+    try:
+        async with running_gateway(settings) as gw, agent(gw, "agent1") as a1:
+            m1 = a1.events.mark()
+            await a1.dial(f"sip:deaf@127.0.0.1:{uas.port}")
+            call_id = (await a1.events.wait_for(call_message("Dialing"), since=m1)).call["id"]
+            await poll_until(lambda: "INVITE" in uas.received, 5, "the INVITE at the deaf UAS")
+            await poll_until(lambda: gw.telephony.sip.stats().get("sip_transactions", 0) >= 1 and any(
+                c.id == call_id for c in gw.telephony.iter_calls()), 5, "the call to be ringing")
+
+            await a1.call_op(call_id, "Hangup")
+            released = await a1.events.wait_for(call_message("Released", call_id=call_id), since=m1)
+            assert released.call["capabilities"] == []
+            assert await a1.api.calls() == []
+            await poll_until(lambda: "CANCEL" in uas.received, 5, "our CANCEL at the UAS")
+
+            stats = await wait_idle(gw, timeout=64 * 0.05 + 3)
+            await poll_until(lambda: gw.telephony.stats()["sip_transactions"] == 0, 64 * 0.05 + 3,
+                             "every SIP transaction to end")
+            assert stats["calls"] == stats["sip_sessions"] == stats["rtp_legs"] == 0
+    finally:
+        transport.close()
