@@ -246,3 +246,37 @@ async def test_hangup_before_answer_cancels_through_the_proxy(kamailio: Kamailio
     log = kamailio.log_text()
     assert _logged(log, "REQ CANCEL sip:1006@", "from sip:1001@", f"(src 127.0.0.1:{sip_port}/udp)"), log
 
+
+
+async def test_lines_register_and_call_over_tcp(kamailio: Kamailio, baresip_factory, tmp_path: Path) -> None:
+    """registrar = "sip:host:port;transport=tcp": REGISTER, INVITE, ACK and BYE all take TCP (RFC 3261 §18)."""
+    ua: Baresip = await baresip_factory("1005", registrar=kamailio, answermode="auto", tone_hz=440)
+    settings = settings_for(tmp_path, kamailio, registrar=f"{kamailio.uri};transport=tcp")
+    async with running_gateway(settings) as gw:
+        tcp_port = gw.telephony.sip_ports["tcp"]
+        contacts = await kamailio.wait_registered("1001")
+        assert [c.uri for c in contacts] == [f"sip:1001@127.0.0.1:{tcp_port};transport=tcp"]
+        async with gw.client("agent1") as a1:
+            await a1.start_session()
+            dev = await until(lambda: device_state(a1, "Active"), "line 1001 Active")
+            mark = ua.mark()
+            await a1.op(f"/api/v2/me/devices/{dev['id']}/calls", "Dial", destination="1005")
+            established = await until(lambda: call_in(a1, "Established"), "agent1's call Established")
+            await ua.wait_received_audio(0.5)
+            await a1.op(f"/api/v2/me/calls/{established['id']}", "Hangup")
+            closed = await ua.wait_event("CALL_CLOSED", since=mark)
+            assert closed["param"] == "Connection reset by peer"
+            # and back: kamailio reaches the line at its TCP Contact
+            mark = await ua.dial(kamailio.aor("1001"))
+            ringing = await until(lambda: call_in(a1, "Ringing"), "agent1's inbound call Ringing")
+            await a1.op(f"/api/v2/me/calls/{ringing['id']}", "Answer")
+            await ua.wait_event("CALL_ESTABLISHED", since=mark)
+            await ua.wait_received_audio(0.5)
+            await ua.hangup()
+            await ua.wait_event("CALL_CLOSED", since=mark)
+            await until(lambda: _async(gw.telephony.sip.core.stats()["sip_sessions"] == 0), "both sessions to end")
+            assert await a1.calls() == []
+    await kamailio.wait_unregistered("1001")
+    log = kamailio.log_text()
+    for request in ("REQ REGISTER", "REQ INVITE sip:1005@", "REQ ACK sip:1005-", "REQ BYE sip:1005-"):
+        assert _logged(log, request, "from sip:1001@", "/tcp)"), f"{request} over TCP:\n{log}"
