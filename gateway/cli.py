@@ -30,7 +30,10 @@ def _setup_logging(level: str) -> None:
 
 def _bind_http(settings: Settings) -> socket.socket:
     """Bind the HTTP socket ourselves so port 0 resolves before startup (reported at /health)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.http.host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on sockets whose proto says TCP (accepted
+    # sockets inherit it), and without it every response waits ~40 ms for Nagle + the client's delayed ACK
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.http.host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings.http.host, settings.http.port))
