@@ -117,9 +117,10 @@ async def test_lines_register_with_digest_auth_and_refresh(kamailio: Kamailio,
             assert (r.status_code, r.json()["statusCode"]) == (400, 2), r.text  # spec §1.5: statusCode 2 is HTTP 400
             assert await a3.calls() == []
 
-            # refresh before the binding runs out (RFC 3261 §10.2.4): same Call-ID, CSeq 3 challenged, 4 accepted
+            # refresh before the binding runs out (RFC 3261 §10.2.4): same Call-ID, next CSeq, accepted
+            # (with the cached challenge's credentials, or after a new 401 if kamailio wants a new nonce)
             async def refreshed(user: str) -> bool:
-                return (await binding_cseq(kamailio, user) or 0) >= 4
+                return (await binding_cseq(kamailio, user) or 0) >= 3
 
             for line in ("1001", "1002"):
                 await until(lambda u=line: refreshed(u), f"{line}'s refreshed binding", timeout=15)
