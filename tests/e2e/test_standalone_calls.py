@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.peers import Baresip
-from tests.e2e.peers.audio import analyze, assert_tone, read_wav, read_wav_info
+from tests.e2e.peers.audio import analyze, assert_tone, read_wav, read_wav_info, tone_profile
 from tests.support.cometd_client import CometdClient, CometdMessage, call_message, cometd_client
 from tests.support.gateway import DEFAULT_DEVICES, GatewayHandle, GwsClient, gateway_settings, running_gateway
 
@@ -238,6 +238,11 @@ async def test_baresip_calls_line_agent_answers_records_and_baresip_hangs_up(
     left = assert_tone(audio, BARESIP_HZ, channel=RECORDING_LEFT, min_dbfs=-20)
     right = assert_tone(audio, LINE_HZ["1001"], channel=RECORDING_RIGHT, min_dbfs=-20)
     assert left.end_s - left.start_s >= 1.0 and right.end_s - right.start_s >= 1.0
+    # no gaps: (almost) every 100 ms slice carries the tone, not just the analysed middle
+    for channel, hz in ((RECORDING_LEFT, BARESIP_HZ), (RECORDING_RIGHT, LINE_HZ["1001"])):
+        frames = tone_profile(audio, channel)
+        good = [f for f in frames if abs(f.frequency_hz - hz) <= 15 and f.rms_dbfs > -20]
+        assert len(good) >= 0.9 * len(frames), [(round(f.frequency_hz), round(f.rms_dbfs, 1)) for f in frames]
     # what baresip heard is the line's tone
     received = await ua.wait_recording("dec")
     assert_tone(received, LINE_HZ["1001"], min_dbfs=-20)
