@@ -521,15 +521,19 @@ class TransactionLayer:
         self._queue(message, peer)
 
     def handle_timer(self, now: float) -> None:
-        """Fire every timer due at or before ``now``, earliest first."""
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
+        """Fire every timer due at or before ``now``, earliest first.
+
+        ``self._heap`` is re-read on every turn: a timer's side effects may cancel other timers and
+        so compact the heap into a new list (``_cancel``)."""
+        while self._heap and self._heap[0][0] <= now:
+            entry = heapq.heappop(self._heap)
             tx = entry[2]
             if tx is None:
                 self._stale -= 1
                 continue
             name = entry[3]
+            if tx._timers.get(name) is not entry:
+                continue  # cannot happen while the heap is consistent; never fire a timer twice
             del tx._timers[name]
             self._apply(tx, _TIMER_TRIGGERS[name], now, None)
 

@@ -393,3 +393,22 @@ def test_many_transactions_time_out_in_deadline_order() -> None:
     times = [t for t, what in timeline(c) if what == "timeout F"]
     assert times == [pytest.approx(32.0 + i * 0.01) for i in range(200)] and len(c.layer) == 0
 
+
+
+def test_heap_compaction_while_timers_fire_fires_each_timer_once() -> None:
+    """Cancelled heap entries are compacted away once they are the majority; when that happens
+    in the middle of ``handle_timer`` (Timer B terminating a transaction cancels its Timer A),
+    the timers still due must fire exactly once."""
+    c = Clock()
+    unanswered = [make_request("INVITE", branch=f"z9hG4bKu{i}") for i in range(400)]
+    answered = [make_request("INVITE", branch=f"z9hG4bKa{i}") for i in range(300)]
+    for req in unanswered + answered:
+        c.send(req, UDP)
+    c.run(0.1)
+    for req in answered:  # 180: Timers A and B of these are cancelled (600 stale entries)
+        c.answer(req, 180, UDP)
+    c.run(100.0)
+    timeouts = [(t, e.transaction.branch) for t, e in c.of(TransactionTimedOut)]  # type: ignore[attr-defined]
+    assert len(timeouts) == 400 and {b for _, b in timeouts} == {f"z9hG4bKu{i}" for i in range(400)}
+    assert {t for t, _ in timeouts} == {32.0}
+    assert len(c.layer) == 300 and c.layer.get_timer() is None  # the proceeding ones wait for their TU
