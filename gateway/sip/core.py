@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from . import sdp as sdp_mod
 from .auth import Challenge, DigestCredentials, authorize, parse_challenges
-from .dialog import Dialog, DialogId, DialogState
+from .dialog import Dialog, DialogId, DialogState, routing_problem
 from .errors import LocalSipError, RemoteSipError
 from .events import (
     CallAnswered,
@@ -459,6 +459,10 @@ class SipCore:
             ("Server", self.config.user_agent)])
 
     def _on_new_invite(self, tx: ServerTransaction, req: SipRequest, line_id: str, now: float) -> None:
+        problem = routing_problem(req)
+        if problem is not None:
+            self._reply(tx, build_response(req, 400, f"Bad Request ({problem})", to_tag=_new_tag()), now)
+            return
         if req.body:
             if req.content_type != "application/sdp":
                 self._reply(tx, build_response(req, 415, to_tag=_new_tag(), headers=[("Accept", "application/sdp")]),
@@ -519,6 +523,8 @@ class SipCore:
             return
         if req.method == "BYE":
             self._reply(tx, build_response(req, 200), now)
+            if s.role is Role.UAS and s.state in (SessionState.INCOMING, SessionState.RINGING):
+                self._respond(s, 487, now)  # §15.1.2: BYE on an early dialog; the INVITE still gets a final
             if not s.extra.get("terminal"):
                 self._end(s, CallEnded(session_id=s.id, cause="remote_bye"))
             else:
@@ -690,16 +696,30 @@ class SipCore:
             cached = self._acks[key]
             self._send_raw(cached[0], cached[1])
             return
+        pending = s.invite_tx
+        if isinstance(pending, ClientTransaction) and pending.state in (TxState.CALLING, TxState.PROCEEDING):
+            # a 2xx matched to the session by its tags but not to the INVITE transaction (another
+            # branch in its top Via): the INVITE is answered all the same, and nothing else would end
+            # that transaction (Proceeding runs no timer, RFC 3261 §17.1.1.2)
+            self._tx.terminate(pending, now)
         line = self.line(s.line_id)
         dialog = Dialog.from_uac(s.invite, resp, self._contact(line, s.peer.transport))
         dialog.state = DialogState.CONFIRMED
-        ack, hop = dialog.create_request("ACK", cseq=s.invite.cseq[0])
+        routed = self._dialog_request(dialog, "ACK", s.invite.cseq[0])
+        if routed is None:
+            # §12.1.2: a Contact / Record-Route we cannot send to: no ACK (nor BYE) is possible
+            self._emit(MessageDropped(reason=f"2xx for call {resp.call_id} cannot be ACKed", peer=s.peer))
+            if s.extra.get("terminal"):
+                self._forget(s)
+            else:
+                self._end(s, CallFailed(session_id=s.id, status=502, reason="Bad Gateway (unroutable 2xx)"))
+            return
+        ack, peer = routed
         ack.headers.add("User-Agent", self.config.user_agent)
         auth = s.invite.headers.get("Proxy-Authorization") or s.invite.headers.get("Authorization")
         if auth is not None:  # RFC 3261 §22.1: the ACK carries the INVITE's credentials
             name = "Proxy-Authorization" if s.invite.headers.get("Proxy-Authorization") else "Authorization"
             ack.headers.add(name, auth)
-        peer = self._peer_for_uri(hop)
         self._add_via(ack, peer)
         data = ack.to_bytes()
         self._send_raw(data, peer, ack)
@@ -738,8 +758,10 @@ class SipCore:
         line_id = self._lines_by_user.get(from_uri.user or "") if isinstance(from_uri, SipUri) else None
         contact = self._contact(self.line(line_id), "udp") if line_id else ""
         dialog = Dialog.from_uac(invite, resp, contact)
-        ack, hop = dialog.create_request("ACK", cseq=invite.cseq[0])
-        peer = self._peer_for_uri(hop)
+        routed = self._dialog_request(dialog, "ACK", invite.cseq[0])
+        if routed is None:
+            return
+        ack, peer = routed
         self._add_via(ack, peer)
         data = ack.to_bytes()
         self._send_raw(data, peer, ack)
@@ -837,14 +859,22 @@ class SipCore:
             self._send_bye_on(s.dialog, now)
 
     def _send_bye_on(self, dialog: Dialog, now: float) -> None:
-        bye, hop = dialog.create_request("BYE")
-        bye.headers.add("User-Agent", self.config.user_agent)
-        try:
-            peer = self._peer_for_uri(hop)
-        except LocalSipError as exc:
-            log.warning("cannot send BYE for %s: %s", dialog.call_id, exc)
+        routed = self._dialog_request(dialog, "BYE")
+        if routed is None:
             return
+        bye, peer = routed
+        bye.headers.add("User-Agent", self.config.user_agent)
         self._send_request(bye, peer, now, ("bye", dialog.call_id))
+
+    def _dialog_request(self, dialog: Dialog, method: str, cseq: int | None = None) -> tuple[SipRequest, Peer] | None:
+        """An in-dialog request and where to send it, or None (logged) when the peer's remote
+        target or route set names nothing we can reach (non-SIP URI, unsupported transport)."""
+        try:
+            req, hop = dialog.create_request(method, cseq=cseq)
+            return req, self._peer_for_uri(hop)
+        except (UriError, HeaderError, LocalSipError) as exc:
+            log.warning("cannot send %s for call %s: %s", method, dialog.call_id, exc)
+            return None
 
     # ---------------------------------------------------------------- session end
     def _emit_terminal(self, s: InviteSession, event: CallEnded | CallFailed) -> None:

@@ -13,7 +13,7 @@ from .headers import Headers, parse_address
 from .message import SipRequest, SipResponse
 from .uri import SipUri, parse_uri
 
-__all__ = ["Dialog", "DialogId", "DialogState", "next_hop_of"]
+__all__ = ["Dialog", "DialogId", "DialogState", "next_hop_of", "routing_problem"]
 
 
 class DialogState(enum.Enum):
@@ -44,6 +44,24 @@ def _contact_uri(msg: SipRequest | SipResponse) -> str | None:
 
 def _route_uri(value: str) -> str:
     return str(parse_address(value).uri)
+
+
+def routing_problem(request: SipRequest) -> str | None:
+    """Why a dialog created by ``request`` could not route our requests back, or None.
+
+    The remote target (the Contact; for an RFC 2543 request without one, the From) and every
+    Record-Route entry must be SIP or SIPS URIs (RFC 3261 §8.1.1.8, §12.1.1); the UAS answers 400
+    rather than accept a call it could never send BYE for.
+    """
+    contacts = request.headers.values("Contact")
+    if contacts:
+        if not isinstance(parse_address(contacts[0]).uri, SipUri):
+            return "Contact is not a SIP or SIPS URI"
+    elif not isinstance(request.from_.uri, SipUri):
+        return "no Contact, and From is not a SIP or SIPS URI"
+    if any(not isinstance(parse_address(rr).uri, SipUri) for rr in request.headers.values("Record-Route")):
+        return "Record-Route is not a SIP or SIPS URI"
+    return None
 
 
 def next_hop_of(uri_text: str) -> SipUri:
@@ -103,7 +121,7 @@ class Dialog:
             remote_tag=request.from_tag or "",
             local_uri=_strip_tag(request.headers.get("To") or ""),
             remote_uri=_strip_tag(request.headers.get("From") or ""),
-            remote_target=_contact_uri(request) or "",
+            remote_target=_contact_uri(request) or str(request.from_.uri),  # RFC 2543: no Contact
             route_set=list(request.headers.values("Record-Route")),
             local_seq=0,
             remote_seq=seq,
