@@ -489,7 +489,7 @@ class SipCore:
         self._by_dialog[s.dialog.id] = sid
         frm = req.from_
         remote_user = frm.uri.user_unescaped if isinstance(frm.uri, SipUri) else None
-        display = frm.display_name.strip('"') if frm.display_name else None
+        display = frm.display or None  # quotes removed, quoted-pairs resolved (RFC 3261 §25.1)
         self._emit(IncomingCall(
             session_id=sid, line_id=line_id, call_id=req.call_id, remote_uri=str(frm.uri),
             remote_user=remote_user, remote_display_name=display, local_uri=str(req.to.uri),

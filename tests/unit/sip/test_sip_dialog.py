@@ -161,3 +161,57 @@ def test_a_2xx_outside_the_invite_transaction_still_ends_that_transaction() -> N
     net.inject(build_response(bye, 200), callee)
     net.advance(net.now + 40)
     assert net.core.stats() == {"sip_sessions": 0, "sip_transactions": 0, "sip_dialogs": 0, "sip_timers": 0}
+
+
+def test_uas_2xx_is_resent_until_the_ack_and_given_up_with_bye_at_64_t1() -> None:
+    """RFC 3261 §13.3.1.4: the 2xx is resent at T1, 2T1 ... capped at T2; no ACK in 64*T1 -> BYE."""
+    net = make_net()
+    net.inject(incoming_invite(), CALLER)
+    (call,) = net.of(IncomingCall)
+    net.take_sent()
+    net.core.answer(call.session_id, media(40002), net.now)
+    net.pump()
+    net.advance(40.0)
+    sent = net.take_sent()
+    oks = [s for s in sent if s.data.startswith(b"SIP/2.0 200 ")]
+    assert [s.at for s in oks] == [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    assert len({s.data for s in oks}) == 1
+    byes = [s for s in sent if s.data.startswith(b"BYE ")]
+    assert [s.at for s in byes] == [32.0, 32.5, 33.5, 35.5, 39.5]  # the BYE, then its Timer E copies
+    assert [e.cause for e in net.of(CallEnded)] == ["ack_timeout"]
+
+
+def test_uac_acks_every_copy_of_the_2xx_with_the_same_ack() -> None:
+    """RFC 3261 §13.2.2.4: each 2xx retransmission is answered by the same ACK (no new transaction)."""
+    net = make_net()
+    net.core.invite("1001", "sip:2000@192.0.2.10:5060", media(), net.now)
+    net.pump()
+    (invite,) = net.take_outside()
+    assert isinstance(invite, SipRequest)
+    ok = build_response(invite, 200, to_tag="callee", headers=[("Contact", "<sip:callee@192.0.2.10:5070>")],
+                        body=SDP, content_type="application/sdp")
+    callee = Peer("udp", "192.0.2.10", 5060)
+    for t in (0.1, 0.6, 1.6):
+        net.advance(t)
+        net.inject(ok, callee)
+    acks = net.take_sent()
+    assert [s.at for s in acks] == [0.1, 0.6, 1.6] and len({s.data for s in acks}) == 1
+    ack = acks[0].msg
+    assert isinstance(ack, SipRequest) and (ack.method, ack.uri, ack.cseq) == ("ACK", "sip:callee@192.0.2.10:5070",
+                                                                              (1, "ACK"))
+    assert ack.top_via.branch != invite.top_via.branch  # the 2xx ACK is a transaction of its own
+    assert (acks[0].peer.host, acks[0].peer.port) == ("192.0.2.10", 5070)  # sent to the Contact
+
+
+@pytest.mark.parametrize(("from_value", "user", "display"), [
+    ('"Bob \\"the\\" Builder" <sip:bob@192.0.2.1:5080>', "bob", 'Bob "the" Builder'),  # quoted-pairs resolved
+    ('"back\\\\slash" <sip:b@192.0.2.1>', "b", "back\\slash"),
+    ("Plain Name <sip:a%20b@192.0.2.1>", "a b", "Plain Name"),  # escaped user part decoded
+    ("<sip:anon@192.0.2.1>", "anon", None),
+])
+def test_incoming_call_reports_the_callers_name_decoded(from_value: str, user: str, display: str | None) -> None:
+    net = make_net()
+    data = incoming_invite().replace(b"From: <sip:caller@192.0.2.1:5080>;tag=ct", f"From: {from_value};tag=ct".encode())
+    net.inject(data, CALLER)
+    (call,) = net.of(IncomingCall)
+    assert (call.remote_user, call.remote_display_name) == (user, display)
