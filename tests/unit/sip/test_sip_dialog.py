@@ -215,3 +215,28 @@ def test_incoming_call_reports_the_callers_name_decoded(from_value: str, user: s
     net.inject(data, CALLER)
     (call,) = net.of(IncomingCall)
     assert (call.remote_user, call.remote_display_name) == (user, display)
+
+
+def test_a_2xx_that_crosses_our_cancel_is_acked_and_ended_with_bye() -> None:
+    """RFC 3261 §9.1 / §15: CANCEL has no effect on an answered INVITE; the UAC ACKs and sends BYE."""
+    net = make_net()
+    sid = net.core.invite("1001", "sip:2000@192.0.2.10:5060", media(), net.now)
+    net.pump()
+    (invite,) = net.take_outside()
+    assert isinstance(invite, SipRequest)
+    callee = Peer("udp", "192.0.2.10", 5060)
+    net.inject(build_response(invite, 180, to_tag="callee"), callee)
+    net.core.cancel(sid, net.now)
+    net.pump()
+    (cancel,) = net.take_outside()
+    assert isinstance(cancel, SipRequest) and cancel.method == "CANCEL"
+    net.inject(build_response(invite, 200, to_tag="callee", headers=[("Contact", "<sip:callee@192.0.2.10>")],
+                              body=SDP, content_type="application/sdp"), callee)
+    net.inject(build_response(cancel, 200), callee)
+    sent = [m for m in net.take_outside() if isinstance(m, SipRequest)]
+    assert [(m.method, m.cseq) for m in sent] == [("ACK", (1, "ACK")), ("BYE", (2, "BYE"))]
+    assert [(e.session_id, e.cause) for e in net.of(CallEnded)] == [(sid, "local_cancel")]
+    assert not net.of(CallAnswered) and not net.of(CallFailed)
+    net.inject(build_response(sent[1], 200), callee)
+    net.advance(net.now + 40)
+    assert net.core.stats() == {"sip_sessions": 0, "sip_transactions": 0, "sip_dialogs": 0, "sip_timers": 0}
