@@ -247,6 +247,12 @@ async def assert_serving_and_clean(gw: GatewayHandle, sipp_factory: Any, transpo
             return next((c for c in await agent1.calls() if c["state"] == "Established"), None)
 
         call = await until(established, "agent1's call to auto-answering 1002 Established")
+
+        async def audio_both_ways() -> bool:  # both lines' legs play their source to each other
+            stats = (await health(gw))["stats"]
+            return stats["rtp_packets_in"] >= 10 and stats["rtp_packets_out"] >= 10
+
+        await until(audio_both_ways, "RTP flowing between lines 1001 and 1002")
         await agent1.op(f"/api/v2/me/calls/{call['id']}", "Hangup")
 
         async def no_calls() -> bool:
@@ -258,8 +264,7 @@ async def assert_serving_and_clean(gw: GatewayHandle, sipp_factory: Any, transpo
         stats = (await health(gw))["stats"]
         return stats if {k: stats[k] for k in DRAINED} == DRAINED else None
 
-    stats = await until(drained, f"every per-call counter back to 0 ({DRAINED})")
-    assert stats["rtp_packets_in"] > 0 and stats["rtp_packets_out"] > 0, stats  # the call carried audio
+    await until(drained, f"every per-call counter back to 0 ({DRAINED})")
     sip = gw.telephony.sip.stats()
     assert sip["core_errors"] == 0, sip  # the SIP core never raised on any of the input
     assert await until(lambda: _no_tcp(gw), "no TCP connection left") is True
