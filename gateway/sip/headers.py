@@ -8,6 +8,7 @@ The value parsers raise ``HeaderError`` (a ``ValueError``) and nothing else, wha
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -88,8 +89,10 @@ LIST_HEADERS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=512)
 def canonical_key(name: str) -> str:
-    """Lookup key of a header name: lower case, compact form expanded."""
+    """Lookup key of a header name: lower case, compact form expanded. Cached: every header lookup
+    on every message calls it (a few hundred calls per message; bounded, so hostile names cannot grow it)."""
     low = name.strip().lower()
     if len(low) == 1 and low in COMPACT_FORMS:
         return COMPACT_FORMS[low].lower()
@@ -103,14 +106,16 @@ def canonical_name(name: str) -> str:
 
 @dataclass(slots=True)
 class HeaderField:
-    """One header line: ``name`` as written, ``value`` with folding already collapsed."""
+    """One header line: ``name`` as written, ``value`` with folding already collapsed.
+
+    ``key`` (the lookup key) is computed once: every header lookup scans the fields by key."""
 
     name: str
     value: str
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return canonical_key(self.name)
+    def __post_init__(self) -> None:
+        self.key = canonical_key(self.name)
 
 
 class Headers:
