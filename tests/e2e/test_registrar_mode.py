@@ -11,11 +11,9 @@ refreshed before they expire (§10.2.4) and the lines unregister when the gatewa
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -24,10 +22,10 @@ from gateway.sip.session import SessionState
 from tests.e2e.peers import Baresip, Kamailio
 from tests.e2e.peers.audio import assert_tone, read_wav_info
 from tests.support.gateway import GwsClient, gateway_settings, running_gateway
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 
 DEVICES = [
     {"number": "1001", "sip_user": "1001", "sip_password": "pw1001", "display_name": "Line 1001",
@@ -41,20 +39,6 @@ USERS = [
     {"username": f"agent{i}", "password": f"agent{i}pw", "roles": ["agent"], "devices": [f"100{i}"]}
     for i in (1, 2, 3)
 ]
-
-
-async def until(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 10.0) -> T:
-    """Poll an awaitable condition until it gives a truthy value (a deadline, never a fixed sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: T | None = None
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 async def device(client: GwsClient) -> dict[str, Any]:
@@ -106,7 +90,7 @@ async def test_lines_register_with_digest_auth_and_refresh(kamailio: Kamailio,
             await a3.start_session()
             # the wrong password: 401, credentials, 401 again -> the line gives up until its back-off
             # retry instead of sending the refused password once more; no binding, device Inactive
-            await until(lambda: _async(gw.telephony.sip.core.registration_state("1003") is RegState.FAILED),
+            await until(lambda: gw.telephony.sip.core.registration_state("1003") is RegState.FAILED,
                         "line 1003's registration to fail")
             assert kamailio.log_text().count(f"REQ REGISTER {kamailio.uri} from sip:1003@") == 2
             assert await kamailio.registered_contacts("1003") == []
@@ -130,10 +114,6 @@ async def test_lines_register_with_digest_auth_and_refresh(kamailio: Kamailio,
                 assert (await device(client))["deviceState"] == "Active"
 
 
-async def _async(value: T) -> T:
-    return value
-
-
 async def test_dial_registered_baresip_through_proxy_hang_up_and_unregister(
         kamailio: Kamailio, baresip_factory, tmp_path: Path) -> None:
     ua: Baresip = await baresip_factory("1005", registrar=kamailio, answermode="auto", tone_hz=440)
@@ -154,7 +134,7 @@ async def test_dial_registered_baresip_through_proxy_hang_up_and_unregister(
             await ua.wait_received_audio(1.0)
             await a1.op(f"/api/v2/me/calls/{established['id']}", "StartCallRecording")
             recordings = Path(gw.settings.recordings_path)
-            rec = await until(lambda: _async(_grown_wav(recordings, 1.0)), "1 s in the gateway's recording")
+            rec = await until(lambda: _grown_wav(recordings, 1.0), "1 s in the gateway's recording")
 
             await a1.op(f"/api/v2/me/calls/{established['id']}", "Hangup")
             closed = await ua.wait_event("CALL_CLOSED", since=mark)
@@ -211,8 +191,8 @@ async def test_registered_baresip_calls_a_line_via_its_registered_contact(kamail
             assert (await call_in(a2, "Established"))["id"] == ringing["id"]
             # baresip's ACK reached the line through the proxy, so the gateway's session is confirmed
             (call,) = list(gw.telephony.iter_calls())
-            await until(lambda: _async(gw.telephony.sip.core.session_state(call.session_id)
-                                       is SessionState.CONFIRMED), "the ACK for our 200 OK")
+            await until(lambda: gw.telephony.sip.core.session_state(call.session_id)
+                                       is SessionState.CONFIRMED, "the ACK for our 200 OK")
             await ua.wait_received_audio(0.5)
             # the callee side hangs up: the BYE takes the route set of the INVITE's Record-Route (§12.1.1)
             await a2.op(f"/api/v2/me/calls/{ringing['id']}", "Hangup")
@@ -243,7 +223,7 @@ async def test_hangup_before_answer_cancels_through_the_proxy(kamailio: Kamailio
             await ua.wait_event("CALL_CLOSED", since=mark)
             assert await a1.calls() == []
             # the INVITE transaction ends with 487 (ACKed hop by hop): nothing is left in the core
-            await until(lambda: _async(gw.telephony.sip.core.stats()["sip_sessions"] == 0), "the session to end")
+            await until(lambda: gw.telephony.sip.core.stats()["sip_sessions"] == 0, "the session to end")
     log = kamailio.log_text()
     assert _logged(log, "REQ CANCEL sip:1006@", "from sip:1001@", f"(src 127.0.0.1:{sip_port}/udp)"), log
 
@@ -275,7 +255,7 @@ async def test_lines_register_and_call_over_tcp(kamailio: Kamailio, baresip_fact
             await ua.wait_received_audio(0.5)
             await ua.hangup()
             await ua.wait_event("CALL_CLOSED", since=mark)
-            await until(lambda: _async(gw.telephony.sip.core.stats()["sip_sessions"] == 0), "both sessions to end")
+            await until(lambda: gw.telephony.sip.core.stats()["sip_sessions"] == 0, "both sessions to end")
             assert await a1.calls() == []
     await kamailio.wait_unregistered("1001")
     log = kamailio.log_text()

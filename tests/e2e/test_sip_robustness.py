@@ -25,7 +25,6 @@ import random
 import re
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import DEFAULT_DEVICES, GatewayHandle, gateway_settings, running_gateway
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -59,19 +59,6 @@ _CONTENT_LENGTH = re.compile(rb"^(?:Content-Length|l)[ \t]*:[ \t]*(\d+)", re.I |
 
 
 # ------------------------------------------------------------------------------------------ helpers
-async def until(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 15.0) -> T:
-    """Poll an awaitable condition until it gives a truthy value (a deadline, never a fixed sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-        await asyncio.sleep(0.05)
-
-
 def vector(name: str) -> bytes:
     return (RFC4475 / f"{name}.dat").read_bytes()
 

@@ -24,6 +24,7 @@ from tests.e2e.peers import Baresip
 from tests.e2e.peers.audio import analyze, assert_tone, read_wav, read_wav_info, tone_profile
 from tests.support.cometd_client import CometdClient, CometdMessage, call_message, cometd_client
 from tests.support.gateway import DEFAULT_DEVICES, GatewayHandle, GwsClient, gateway_settings, running_gateway
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -132,16 +133,8 @@ async def agent(gw: GatewayHandle, username: str, transport: str = "long-polling
 
 
 async def poll_until(condition: Any, timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``condition()`` (a real state, e.g. counters) until truthy; fails with ``what`` after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value {value!r}")
-        await asyncio.sleep(0.02)
+    """``until`` with this file's argument order (timeout before the description)."""
+    return await until(condition, what, timeout)
 
 
 def leg_of(gw: GatewayHandle, call_id: str) -> Any:

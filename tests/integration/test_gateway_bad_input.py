@@ -3,8 +3,7 @@ each request gets the spec's HTTP status + statusCode + a message naming the fie
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +11,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import GatewayHandle, GwsClient, gateway_settings, running_gateway
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    """Poll an API condition until it holds (the gateway's state changes arrive asynchronously)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+from tests.support.waiting import until
 
 
 def error(r: httpx.Response, http: int, code: int) -> str:
