@@ -305,6 +305,13 @@ def _flags(direction: str) -> tuple[bool, bool]:
     return direction in ("sendrecv", "sendonly"), direction in ("sendrecv", "recvonly")
 
 
+def _remote_flags(sd: SessionDescription, m: MediaDescription, conn: Connection) -> tuple[bool, bool]:
+    """(sends, receives) of the remote side of a stream. RFC 3264 §8.4: c=0.0.0.0 is the legacy way
+    of saying "send nothing to me", so such a peer does not receive whatever its direction says."""
+    send, recv = _flags(sd.stream_direction(m))
+    return send, recv and not conn.is_hold
+
+
 def _direction_of(send: bool, recv: bool) -> str:
     return {(True, True): "sendrecv", (True, False): "sendonly", (False, True): "recvonly"}.get(
         (send, recv), "inactive")
@@ -400,9 +407,7 @@ def answer_offer(offer: bytes, local: LocalMedia) -> tuple[bytes, NegotiatedMedi
         raise SdpError("offer has no connection address for its audio stream", 400)
     # RFC 3264 §6.1: the answer's direction mirrors the offer's, within what we want ourselves;
     # §8.4: c=0.0.0.0 means "send nothing to me", i.e. the offerer does not receive.
-    their_send, their_recv = _flags(sd.stream_direction(offered))
-    if conn.is_hold:
-        their_recv = False
+    their_send, their_recv = _remote_flags(sd, offered, conn)
     our_send, our_recv = _flags(local.direction)
     direction = _direction_of(our_send and their_recv, our_recv and their_send)
     media: list[MediaDescription] = []
@@ -438,9 +443,7 @@ def accept_answer(answer: bytes, offer_local: LocalMedia) -> NegotiatedMedia:
     conn = sd.stream_connection(audio)
     if conn is None:
         raise SdpError("answer has no connection address for its audio stream", 400)
-    their_send, their_recv = _flags(sd.stream_direction(audio))
-    if conn.is_hold:
-        their_recv = False
+    their_send, their_recv = _remote_flags(sd, audio, conn)
     our_send, our_recv = _flags(offer_local.direction)
     return NegotiatedMedia(
         remote_address=conn.host, remote_port=audio.port, codec=pick[0], payload_type=pick[1],
