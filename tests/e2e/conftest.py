@@ -112,7 +112,8 @@ SippFactory = Callable[..., Sipp]
 
 @pytest.fixture
 def kamailio_factory(peers: PeerSet) -> KamailioFactory:
-    """`await kamailio_factory(users={"1001": "pw1001"}, auth=True, gateway_uri=None)` -> a running Kamailio.
+    """`await kamailio_factory(users={"1001": "pw1001"}, auth=True, gateway_uri=None, qop=False, algorithm="MD5")`
+    -> a running Kamailio (qop=True challenges with qop="auth"; algorithm "SHA-256" per RFC 8760).
 
     users defaults to 1001..1010 with password pw<user>; gateway_uri (WITH_GW) receives requests for
     users that are not registered.
@@ -124,8 +125,11 @@ def kamailio_factory(peers: PeerSet) -> KamailioFactory:
         auth: bool = True,
         gateway_uri: str | None = None,
         name: str = "kamailio",
+        qop: bool = False,
+        algorithm: str = "MD5",
     ) -> Kamailio:
-        k = peers.add(Kamailio(peers.dir_for(name), users, auth=auth, gateway_uri=gateway_uri, name=name))
+        k = peers.add(Kamailio(peers.dir_for(name), users, auth=auth, gateway_uri=gateway_uri, name=name,
+                               qop=qop, algorithm=algorithm))
         await k.start()
         return k
 

@@ -11,6 +11,7 @@ refreshed before they expire (§10.2.4) and the lines unregister when the gatewa
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,41 @@ async def test_lines_register_and_call_over_tcp(kamailio: Kamailio, baresip_fact
     log = kamailio.log_text()
     for request in ("REQ REGISTER", "REQ INVITE sip:1005@", "REQ ACK sip:1005-", "REQ BYE sip:1005-"):
         assert _logged(log, request, "from sip:1001@", "/tcp)"), f"{request} over TCP:\n{log}"
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+async def test_qop_auth_challenges_with_md5_and_sha256(kamailio_factory, tmp_path: Path, algorithm: str,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Kamailio challenging with qop="auth" and the given algorithm (RFC 7616 / RFC 8760): the lines register
+    and a call from 1001 to 1002 routed through the proxy passes its 407 with a Proxy-Authorization."""
+    caplog.set_level(logging.INFO, logger="gateway.sip.trace")
+    kamailio: Kamailio = await kamailio_factory({"1001": "pw1001", "1002": "pw1002"}, qop=True, algorithm=algorithm)
+    async with running_gateway(settings_for(tmp_path, kamailio, trace=True)) as gw:
+        for line in ("1001", "1002"):
+            await kamailio.wait_registered(line)
+        async with gw.client("agent1") as a1, gw.client("agent2") as a2:
+            for client in (a1, a2):
+                await client.start_session()
+            dev = await until(lambda: device_state(a1, "Active"), "line 1001 Active")
+            # a full SIP URI goes where it says: to the proxy, which challenges 1001 and forwards to 1002's contact
+            await a1.op(f"/api/v2/me/devices/{dev['id']}/calls", "Dial",
+                        destination={"phoneNumber": kamailio.aor("1002")})
+            ringing = await until(lambda: call_in(a2, "Ringing"), "agent2's call Ringing")
+            await a2.op(f"/api/v2/me/calls/{ringing['id']}", "Answer")
+            established = await until(lambda: call_in(a1, "Established"), "agent1's call Established")
+            await a1.op(f"/api/v2/me/calls/{established['id']}", "Hangup")
+            await until(lambda: gw.telephony.stats()["calls"] == 0, "both calls released")
+    sent = [r.getMessage() for r in caplog.records
+            if r.name == "gateway.sip.trace" and r.getMessage().startswith(">>>")]
+    auth = [line for msg in sent for line in msg.splitlines()
+            if line.lower().startswith(("authorization:", "proxy-authorization:"))]
+    registers = [a for a in auth if a.lower().startswith("authorization:")]
+    invites = [a for a in auth if a.lower().startswith("proxy-authorization:")]
+    assert registers and invites, auth
+    for header in auth:
+        assert f"algorithm={algorithm}" in header and "qop=auth" in header and "cnonce=" in header, header
+        assert re.search(r"\bnc=0000000[1-9]\b", header), header
+    width = 64 if algorithm == "SHA-256" else 32  # hex digest length of the response
+    assert all(re.search(rf'response="[0-9a-f]{{{width}}}"', h) for h in auth), auth
+    log = kamailio.log_text()
+    assert log.count("REQ INVITE sip:1002@") == 2  # 407, then accepted with our credentials

@@ -85,7 +85,13 @@ class Kamailio:
         auth: bool = True,
         gateway_uri: str | None = None,
         name: str = "kamailio",
+        qop: bool = False,
+        algorithm: str = "MD5",
     ) -> None:
+        if algorithm not in ("MD5", "SHA-256"):
+            raise ValueError(f"kamailio digest algorithm {algorithm!r}: MD5 or SHA-256")
+        self.qop = qop
+        self.algorithm = algorithm
         self.workdir = Path(workdir)
         self.users = {str(u): p for u, p in (DEFAULT_USERS if users is None else users).items()}
         for user in self.users:
@@ -163,6 +169,8 @@ class Kamailio:
             "RPC_SOCK": str(self.run_dir / "kamailio_rpc.sock"),
             "GW_URI": self.gateway_uri or "sip:127.0.0.1:9",
             "MPATH": _module_dir(),
+            "AUTH_FLAGS": "1" if self.qop else "0",
+            "AUTH_ALGORITHM": self.algorithm,
         }
         text = TEMPLATE.read_text()
         for key, value in values.items():
