@@ -468,12 +468,11 @@ class SipCore:
                 self._reply(tx, build_response(req, 415, to_tag=_new_tag(), headers=[("Accept", "application/sdp")]),
                             now)
                 return
-            try:
-                sdp_mod.answer_offer(req.body, LocalMedia(address="127.0.0.1", port=9))
+            try:  # our media address is the SIP host's (same family): the offer is checked against it
+                sdp_mod.answer_offer(req.body, LocalMedia(address=self._local_hostport(tx.peer.transport)[0], port=9))
             except SdpError as exc:
                 status = exc.status_hint or 488
-                self._reply(tx, build_response(req, status, to_tag=_new_tag(),
-                                               headers=[("Warning", f'399 - "{exc}"'[:200])]), now)
+                self._reply(tx, build_response(req, status, to_tag=_new_tag(), headers=[_warning(exc)]), now)
                 return
         # 100 Trying at once: we hand the call to telephony, which may take a moment (§17.2.1)
         self._tx.send_response(tx, build_response(req, 100), now)
@@ -555,7 +554,7 @@ class SipCore:
             else:
                 body = sdp_mod.build_offer(media)
         except SdpError as exc:
-            self._reply(tx, build_response(req, exc.status_hint or 488), now)
+            self._reply(tx, build_response(req, exc.status_hint or 488, headers=[_warning(exc)]), now)
             return
         s.local_sdp = body
         resp = build_response(req, 200, headers=[("Contact", s.dialog.local_contact), ("Allow", ALLOW_HEADER)],
@@ -1118,6 +1117,13 @@ def _new_tag() -> str:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _warning(exc: SdpError) -> tuple[str, str]:
+    """Warning header for a refused offer (RFC 3261 §20.43): code, pseudonym, the reason as a
+    quoted-string (shortened first, so the closing quote always survives; no control characters)."""
+    text = "".join(c if c >= " " and c != "\x7f" else "?" for c in str(exc))[:150]
+    return "Warning", f'{exc.warn_code} - "{_quote(text)}"'
 
 
 def _session_of(tx: ServerTransaction) -> str | None:

@@ -41,8 +41,10 @@ class SdpError(RemoteSipError):
     """An SDP offer or answer we cannot use (RFC 3264).
 
     ``status_hint`` is 488 (Not Acceptable Here) when it parses but nothing in it is acceptable,
-    400 when it does not parse at all.
+    400 when it does not parse at all. ``warn_code`` is the Warning header's code for the refusal
+    (RFC 3261 §20.43: 300 incompatible network protocol, 301 incompatible address format; 399 misc).
     """
 
-    def __init__(self, reason: str, status_hint: int = 488) -> None:
+    def __init__(self, reason: str, status_hint: int = 488, warn_code: int = 399) -> None:
         super().__init__(reason, status_hint=status_hint)
+        self.warn_code = warn_code

@@ -9,6 +9,7 @@ Errors are ``SdpError``: status_hint 400 for SDP that does not parse, 488 for SD
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -327,6 +328,30 @@ def _check_local(local: LocalMedia) -> None:
         raise LocalSipError(f"bad RTP port {local.port}")
 
 
+def _check_connection(conn: Connection, local: LocalMedia) -> None:
+    """Refuse a connection address our RTP socket cannot send to (488, RFC 3264 §6).
+
+    RFC 4566 §5.7 allows a host name, but resolving it would put a DNS lookup, with a timeout chosen
+    by whoever wrote the SDP, on the media path; and an IPv6 address is unreachable from an IPv4
+    socket (and vice versa). The Warning codes are RFC 3261 §20.43's 300 and 301.
+    """
+    if conn.nettype.upper() != "IN":
+        raise SdpError(f"network type {conn.nettype[:20]!r} is not supported (IN only)", 488, warn_code=300)
+    family = 6 if ":" in local.address else 4
+    addrtype = f"IP{family}"
+    if conn.addrtype.upper() != addrtype:
+        raise SdpError(f"address type {conn.addrtype[:20]!r} is not supported ({addrtype} only)", 488,
+                       warn_code=301)
+    try:
+        address = ipaddress.ip_address(conn.host)
+    except ValueError:
+        raise SdpError(f"connection address {conn.host[:80]!r} is not an {addrtype} address literal", 488,
+                       warn_code=301) from None
+    if address.version != family:
+        raise SdpError(f"connection address {conn.host[:80]!r} is not an {addrtype} address", 488,
+                       warn_code=301)
+
+
 def _session_lines(local: LocalMedia, timing: str = "0 0") -> list[tuple[str, str]]:
     addrtype = "IP6" if ":" in local.address else "IP4"
     return [
@@ -386,7 +411,7 @@ def answer_offer(offer: bytes, local: LocalMedia) -> tuple[bytes, NegotiatedMedi
     The answer keeps the offer's m= lines in number and order (rejected ones with port 0) and its
     t= line, picks the first offered codec we support, reuses the offerer's payload types and
     mirrors the direction (sendonly -> recvonly, ...). Raises ``SdpError`` 488 if no audio stream
-    has a codec in common, 400 if the offer does not parse.
+    has a codec in common or its address is not one we can send to, 400 if the offer does not parse.
     """
     _check_local(local)
     sd = SessionDescription.parse(offer)
@@ -405,6 +430,7 @@ def answer_offer(offer: bytes, local: LocalMedia) -> tuple[bytes, NegotiatedMedi
     conn = sd.stream_connection(offered)
     if conn is None:
         raise SdpError("offer has no connection address for its audio stream", 400)
+    _check_connection(conn, local)
     # RFC 3264 §6.1: the answer's direction mirrors the offer's, within what we want ourselves;
     # §8.4: c=0.0.0.0 means "send nothing to me", i.e. the offerer does not receive.
     their_send, their_recv = _remote_flags(sd, offered, conn)
@@ -430,8 +456,8 @@ def answer_offer(offer: bytes, local: LocalMedia) -> tuple[bytes, NegotiatedMedi
 def accept_answer(answer: bytes, offer_local: LocalMedia) -> NegotiatedMedia:
     """Read the answer to an offer made by ``build_offer(offer_local)`` (RFC 3264 §7).
 
-    Raises ``SdpError`` 488 when the audio stream was rejected (port 0) or names no codec we
-    offered, 400 when the answer does not parse or has no address.
+    Raises ``SdpError`` 488 when the audio stream was rejected (port 0), has an address we cannot
+    send to or names no codec we offered, 400 when the answer does not parse or has no address.
     """
     sd = SessionDescription.parse(answer)
     audio = next((m for m in sd.media if m.media.lower() == "audio"), None)
@@ -443,6 +469,7 @@ def accept_answer(answer: bytes, offer_local: LocalMedia) -> NegotiatedMedia:
     conn = sd.stream_connection(audio)
     if conn is None:
         raise SdpError("answer has no connection address for its audio stream", 400)
+    _check_connection(conn, offer_local)
     their_send, their_recv = _remote_flags(sd, audio, conn)
     our_send, our_recv = _flags(offer_local.direction)
     return NegotiatedMedia(

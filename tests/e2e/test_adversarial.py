@@ -1,0 +1,192 @@
+"""Hostile and broken peers against a real gateway: what a careless or malicious SIP peer can do to it.
+
+Each test plays the peer with a raw UDP socket (so it can misbehave on purpose: never ACK, BYE before ACK,
+offer media it cannot be sent, send one INVITE along two paths) and checks the gateway's answer on the wire,
+the call state the agent sees through the Voice API, and that nothing is left behind (calls, sessions,
+transactions, dialogs, RTP ports).  Found by attacking the gateway; each first failed:
+
+* an offer whose connection address is a host name or of the other address family was rung and answered,
+  and the Answer then failed with HTTP 500 after the 200 OK had gone out; now it gets 488 with warn-code
+  301 (RFC 3261 §20.43), before and during a call (re-INVITE);
+* one INVITE arriving twice with different branches (a loop, RFC 3261 §8.2.2.2) rang the line twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway import DEFAULT_DEVICES, GatewayHandle, gateway_settings, running_gateway
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.e2e
+
+#: short RFC 3261 Table 4 timers: Timer H/J/K and the 2xx give-up (64*T1) in ~3 s
+FAST_TIMERS = {"t1": 0.05, "t2": 0.4, "t4": 0.25}
+AUTO = "1003"  # auto-answers with a 1000 Hz tone
+DEVICES = [{**d, "auto_answer": True, "audio_source": "tone:1000"} if d["number"] == AUTO else d
+           for d in DEFAULT_DEVICES]
+DRAINED = {"calls": 0, "sip_sessions": 0, "sip_transactions": 0, "sip_dialogs": 0, "rtp_legs": 0, "rtp_ports": 0}
+
+_STATUS = re.compile(rb"^SIP/2\.0 (\d{3}) ")
+
+
+def status_of(msg: bytes) -> int | None:
+    m = _STATUS.match(msg)
+    return int(m.group(1)) if m else None
+
+
+def header(msg: bytes, name: str) -> str | None:
+    m = re.search(rb"^" + re.escape(name.encode()) + rb"[ \t]*:[ \t]*(.*?)\r?$", msg, re.I | re.M)
+    return m.group(1).decode() if m else None
+
+
+def sdp(rtp_port: int, connection: str = "IN IP4 127.0.0.1") -> bytes:
+    return (f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc={connection}\r\nt=0 0\r\n"
+            f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n").encode()
+
+
+class RawPeer:
+    """A SIP UA on a raw UDP socket that does exactly what the test says, nothing more."""
+
+    def __init__(self, gw_port: int) -> None:
+        self.gw_port = gw_port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
+        self.call_id = f"{uuid.uuid4().hex}@adversary"
+        self.tag = uuid.uuid4().hex[:8]
+        self.to_tag: str | None = None
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, method: str, number: str, *, cseq: int = 1, branch: str | None = None,
+                body: bytes = b"", in_dialog: bool = False) -> bytes:
+        to = f"<sip:{number}@127.0.0.1:{self.gw_port}>" + (f";tag={self.to_tag}" if in_dialog else "")
+        head = (f"{method} sip:{number}@127.0.0.1:{self.gw_port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch or 'z9hG4bK' + uuid.uuid4().hex};rport\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:adversary@127.0.0.1:{self.port}>;tag={self.tag}\r\nTo: {to}\r\n"
+                f"Call-ID: {self.call_id}\r\nCSeq: {cseq} {method}\r\n"
+                f"Contact: <sip:adversary@127.0.0.1:{self.port}>\r\n")
+        if body:
+            head += "Content-Type: application/sdp\r\n"
+        return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    async def send(self, data: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendto(self.sock, data, ("127.0.0.1", self.gw_port))
+
+    async def expect(self, match: Callable[[bytes], bool], what: str, timeout: float = 5.0) -> bytes:
+        """The first message that ``match``es (others, e.g. provisionals and retransmissions, are skipped)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen: list[str] = []
+        while True:
+            try:
+                msg = await asyncio.wait_for(loop.sock_recv(self.sock, 65535), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise AssertionError(f"no {what} within {timeout}s; got {seen}") from None
+            if match(msg):
+                return msg
+            seen.append(msg.split(b"\r\n", 1)[0].decode(errors="replace"))
+
+    @staticmethod
+    def ack_for(invite: bytes, final: bytes) -> bytes:
+        """RFC 3261 §17.1.1.3: the ACK for a non-2xx final: the INVITE's Via/R-URI/From/Call-ID/CSeq
+        number, the response's To, no body."""
+        head = invite.split(b"\r\n\r\n", 1)[0].decode()
+        head = head.replace("INVITE ", "ACK ", 1)
+        head = re.sub(r"(?m)^CSeq: (\d+) INVITE$", r"CSeq: \1 ACK", head)
+        head = re.sub(r"(?m)^To: .*$", "To: " + (header(final, "To") or ""), head)
+        head = re.sub(r"(?m)^(Content-Type|Content-Length): .*\r?\n?", "", head).rstrip("\r\n")
+        return (head + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+    async def final_to(self, cseq: str, what: str = "") -> bytes:
+        """The final response to the request with this CSeq (e.g. ``"1 INVITE"``)."""
+        return await self.expect(lambda m: header(m, "CSeq") == cseq and (status_of(m) or 0) >= 200,
+                                 what or f"final response to {cseq}")
+
+    async def call(self, number: str, rtp_port: int) -> bytes:
+        """INVITE an auto-answering line, take its 200 and ACK it: a confirmed dialog."""
+        await self.send(self.request("INVITE", number, body=sdp(rtp_port)))
+        ok = await self.final_to("1 INVITE")
+        assert status_of(ok) == 200, ok[:200]
+        self.to_tag = (header(ok, "To") or "").split("tag=")[1]
+        await self.send(self.request("ACK", number, in_dialog=True))
+        return ok
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[GatewayHandle]:
+    async with running_gateway(gateway_settings(tmp_path, devices=DEVICES, sip=dict(FAST_TIMERS))) as handle:
+        yield handle
+
+
+@pytest.fixture
+async def peer(gw: GatewayHandle) -> AsyncIterator[RawPeer]:
+    p = RawPeer(gw.sip_port)
+    yield p
+    p.close()
+
+
+def rtp_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    return s
+
+
+async def rtp_packets(sock: socket.socket, n: int) -> int:
+    """Wait for ``n`` RTP packets on ``sock``; the number received."""
+    loop = asyncio.get_running_loop()
+    for _ in range(n):
+        await asyncio.wait_for(loop.sock_recv(sock, 2048), 5)
+    return n
+
+
+async def drained(gw: GatewayHandle) -> None:
+    await until(lambda: {k: gw.telephony.stats()[k] for k in DRAINED} == DRAINED,
+                f"nothing left behind ({DRAINED})", timeout=10)
+
+
+# -------------------------------------------------------------------------------------------------- tests
+async def test_offer_we_cannot_send_media_to_gets_488_warning_301(gw: GatewayHandle, peer: RawPeer) -> None:
+    """RFC 3264 §6 / RFC 3261 §20.43: we send RTP to IP literals of our own family only (no DNS lookup
+    on the media path); anything else is refused up front, not rung, answered and then broken."""
+    async with gw.client("agent2") as agent2:
+        await agent2.start_session()
+        for n, connection in enumerate(("IN IP4 media.example.invalid", "IN IP6 ::1"), start=1):
+            invite = peer.request("INVITE", "1002", cseq=n, body=sdp(40000, connection))
+            await peer.send(invite)
+            final = await peer.final_to(f"{n} INVITE")
+            assert status_of(final) == 488, final[:300]
+            assert (header(final, "Warning") or "").startswith("301 "), final[:400]
+            await peer.send(peer.ack_for(invite, final))
+        assert await agent2.calls() == []  # the agent never saw a call it could not have answered
+
+    # during a call: a re-INVITE moving the media to such an address is refused, the call goes on
+    media = rtp_socket()
+    try:
+        await peer.call(AUTO, media.getsockname()[1])
+        await rtp_packets(media, 5)
+        reinvite = peer.request("INVITE", AUTO, cseq=2, in_dialog=True, body=sdp(40002, "IN IP6 ::1"))
+        await peer.send(reinvite)
+        final = await peer.final_to("2 INVITE")
+        assert status_of(final) == 488 and (header(final, "Warning") or "").startswith("301 "), final[:400]
+        await peer.send(peer.ack_for(reinvite, final))
+        (call,) = gw.telephony.iter_calls()
+        assert call.state.value == "Established"
+        await rtp_packets(media, 5)  # still sent where it was going
+        await peer.send(peer.request("BYE", AUTO, cseq=3, in_dialog=True))
+        assert status_of(await peer.final_to("3 BYE")) == 200
+    finally:
+        media.close()
+    await drained(gw)
+    assert gw.telephony.sip.stats()["core_errors"] == 0
