@@ -102,6 +102,8 @@ class SipCore:
         self._uac_by_tag: dict[tuple[str, str], str] = {}
         self._registrations: dict[str, Registration] = {}
         self._acks: dict[tuple[str, str, str], tuple[bytes, Peer]] = {}
+        # out-of-dialog requests with a live server transaction, by what RFC 3261 §8.2.2.2 compares
+        self._no_tag_requests: dict[tuple[str, str, str, int, str], ServerTransaction] = {}
         # per (line, 407?): the digest challenge last answered and its nonce count (one per line)
         self._nonce_counts: dict[tuple[str, bool], _DigestState] = {}
         self._ids = itertools.count(1)
@@ -426,6 +428,9 @@ class SipCore:
         if req.to_tag:
             self._on_in_dialog(tx, req, now)
             return
+        if self._is_merged(tx, req):
+            self._reply(tx, build_response(req, 482, to_tag=_new_tag()), now)
+            return
         reply = check_request(req, allowed_methods=ALLOWED_METHODS)
         if reply is not None:
             self._reply(tx, reply, now)
@@ -443,6 +448,20 @@ class SipCore:
             self._reply(tx, build_response(req, 481, to_tag=_new_tag()), now)
         else:
             self._reply(tx, build_response(req, 405, to_tag=_new_tag(), headers=[("Allow", ALLOW_HEADER)]), now)
+
+    def _is_merged(self, tx: ServerTransaction, req: SipRequest) -> bool:
+        """RFC 3261 §8.2.2.2: a request without To tag whose From tag, Call-ID and CSeq equal those of
+        an ongoing transaction it did not match arrived a second way (a loop, or a fork that came back):
+        it gets 482. Compared per line: a call forked to two lines of this gateway reaches two UAs."""
+        from_tag = req.from_tag
+        if not from_tag:
+            return False
+        key = _merge_key(req, self._line_for_request(req))
+        ongoing = self._no_tag_requests.get(key)
+        if ongoing is not None and ongoing is not tx and ongoing.state is not TxState.TERMINATED:
+            return True
+        self._no_tag_requests[key] = tx
+        return False
 
     def _line_for_request(self, req: SipRequest) -> str | None:
         try:
@@ -622,6 +641,8 @@ class SipCore:
                 status = 408 if isinstance(ev, TransactionTimedOut) else 503
                 self._on_tx_failure(kind, key, tx, status, now)
             elif isinstance(ev, TransactionTerminated):
+                if isinstance(tx, ServerTransaction):
+                    self._forget_no_tag_request(tx)
                 self._on_tx_terminated(kind, key, tx)
 
     def _on_tx_response(self, kind: object, key: object, tx: ClientTransaction, resp: SipResponse,
@@ -653,6 +674,17 @@ class SipCore:
             if reg is not None:
                 self._registration_failed(reg, status, "no response from registrar" if status == 408
                                           else "transport error", None, now)
+
+    def _forget_no_tag_request(self, tx: ServerTransaction) -> None:
+        req = tx.request
+        if req.to_tag or not req.from_tag:
+            return
+        try:
+            key = _merge_key(req, self._line_for_request(req))
+        except HeaderError:
+            return
+        if self._no_tag_requests.get(key) is tx:
+            del self._no_tag_requests[key]
 
     def _on_tx_terminated(self, kind: object, key: object, tx: ClientTransaction | ServerTransaction) -> None:
         if kind == "invite":
@@ -1124,6 +1156,12 @@ def _warning(exc: SdpError) -> tuple[str, str]:
     quoted-string (shortened first, so the closing quote always survives; no control characters)."""
     text = "".join(c if c >= " " and c != "\x7f" else "?" for c in str(exc))[:150]
     return "Warning", f'{exc.warn_code} - "{_quote(text)}"'
+
+
+def _merge_key(req: SipRequest, line_id: str | None) -> tuple[str, str, str, int, str]:
+    """What RFC 3261 §8.2.2.2 compares (From tag, Call-ID, CSeq), per line (or Request-URI)."""
+    seq, method = req.cseq
+    return (line_id or req.uri, req.from_tag or "", req.call_id, seq, method)
 
 
 def _session_of(tx: ServerTransaction) -> str | None:

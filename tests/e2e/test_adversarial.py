@@ -27,8 +27,8 @@ from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
-#: short RFC 3261 Table 4 timers: Timer H/J/K and the 2xx give-up (64*T1) in ~3 s
-FAST_TIMERS = {"t1": 0.05, "t2": 0.4, "t4": 0.25}
+#: short RFC 3261 Table 4 timers: Timer H/J/K/L and the 2xx give-up (64*T1) in 1.3 s
+FAST_TIMERS = {"t1": 0.02, "t2": 0.16, "t4": 0.1}
 AUTO = "1003"  # auto-answers with a 1000 Hz tone
 DEVICES = [{**d, "auto_answer": True, "audio_source": "tone:1000"} if d["number"] == AUTO else d
            for d in DEFAULT_DEVICES]
@@ -190,3 +190,33 @@ async def test_offer_we_cannot_send_media_to_gets_488_warning_301(gw: GatewayHan
         media.close()
     await drained(gw)
     assert gw.telephony.sip.stats()["core_errors"] == 0
+
+
+async def test_one_invite_arriving_twice_rings_once_the_loop_gets_482(gw: GatewayHandle, peer: RawPeer) -> None:
+    """RFC 3261 §8.2.2.2: the same request (From tag, Call-ID, CSeq) on a second path while the first
+    transaction is going on is a loop or a fork that came back: 482, not a second ringing call. The
+    same call forked to another line of this gateway is another UA's business and rings there."""
+    async with gw.client("agent2") as agent2, gw.client("supervisor1") as supervisor:
+        await agent2.start_session()
+        await supervisor.start_session()
+        invites = {path: peer.request("INVITE", number, branch=f"z9hG4bK{path}{uuid.uuid4().hex}", body=sdp(40000))
+                   for path, number in (("first", "1002"), ("loop", "1002"), ("fork", "1004"))}
+        await peer.send(invites["first"])
+        await peer.expect(lambda m: status_of(m) == 180, "180 Ringing")
+        await peer.send(invites["loop"])
+        looped = await peer.expect(lambda m: "z9hG4bKloop" in (header(m, "Via") or "") and (status_of(m) or 0) >= 200,
+                                   "final response on the looped path")
+        assert status_of(looped) == 482, looped[:300]
+        await peer.send(peer.ack_for(invites["loop"], looped))
+        await peer.send(invites["fork"])
+        await until(supervisor.calls, "the call forked to line 1004 ringing there")
+        assert [c["state"] for c in await agent2.calls()] == ["Ringing"]
+
+        for path, agent in (("first", agent2), ("fork", supervisor)):
+            (call,) = await agent.calls()
+            await agent.op(f"/api/v2/me/calls/{call['id']}", "Reject")
+            final = await peer.expect(lambda m, p=path: f"z9hG4bK{p}" in (header(m, "Via") or "")
+                                      and (status_of(m) or 0) >= 200, f"final response on the {path} path")
+            assert status_of(final) == 603
+            await peer.send(peer.ack_for(invites[path], final))
+    await drained(gw)
