@@ -205,6 +205,10 @@ class SipCore:
             target_uri = SipUri.parse(target)
         except UriError as exc:
             raise LocalSipError(f"bad target URI {target!r}: {exc}") from None
+        if target_uri.headers or target_uri.has_param("method"):
+            # RFC 3261 §19.1.1 (table): neither may appear in a Request-URI; honouring the headers
+            # (§19.1.5) would let whoever chose the URI write our request's header fields
+            raise LocalSipError(f"a Request-URI cannot carry header fields or a method parameter: {target[:120]!r}")
         hop_uri = via_proxy or line.outbound_proxy or target_uri
         peer = self._peer_for_uri(hop_uri)
         sid = f"s{next(self._ids)}"

@@ -1,0 +1,44 @@
+"""Hostile Dial destinations against a real gateway (real SIP over loopback, real RTP port pool).
+
+Found by attacking the gateway, each first failed: a SIP URI carrying header fields (``?X-Evil=1``) or a
+``method`` parameter was dialled with that in the Request-URI (RFC 3261 §19.1.1 forbids both there; our own
+line answered 400).
+Now each gets 400 + statusCode 10 naming ``destination`` at once, and nothing is set up: no call, no
+SIP session or transaction, no RTP port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway import GatewayHandle, gateway_settings, running_gateway
+
+NOTHING = {"calls": 0, "sip_sessions": 0, "sip_transactions": 0, "sip_dialogs": 0, "rtp_legs": 0, "rtp_ports": 0}
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[GatewayHandle]:
+    async with running_gateway(gateway_settings(tmp_path)) as handle:
+        yield handle
+
+
+@pytest.mark.parametrize("destination", [
+    "sip:1002@127.0.0.1:{port}?X-Evil=1",
+    "sip:1002@127.0.0.1:{port}?Call-ID=evil&Max-Forwards=1",
+    "sip:1002@127.0.0.1:{port};method=REGISTER",
+], ids=["uri-header", "uri-headers-hijack", "method-param"])
+async def test_dial_destination_that_cannot_be_sent_is_refused_at_once(gw: GatewayHandle, destination: str) -> None:
+    dest = destination.replace("{port}", str(gw.sip_port))
+    async with gw.client("agent1") as agent1:
+        await agent1.start_session()
+        dev = await agent1.device_id()
+        r = await agent1.post(f"/api/v2/me/devices/{dev}/calls", {"operationName": "Dial", "destination": dest})
+        assert r.status_code == 400, r.text[:300]
+        body = r.json()
+        assert body["statusCode"] == 10 and "'destination'" in body["statusMessage"], body
+        assert len(body["statusMessage"]) < 300  # the input is not echoed whole
+        assert await agent1.calls() == []
+    assert {k: gw.telephony.stats()[k] for k in NOTHING} == NOTHING
