@@ -55,6 +55,9 @@ log = logging.getLogger("gateway.telephony")
 _ORDINARY_FAILURES = frozenset({480, 486, 487, 600, 603})
 
 _URI_RE = re.compile(r"^(sips?):", re.I)
+#: Longest Dial destination accepted: far beyond any number or URI a client dials, far below what
+#: would make the INVITE too large for a UDP datagram (it would never leave, and wait for Timer B).
+MAX_DESTINATION_LENGTH = 512
 
 
 class ChannelResult:
@@ -313,6 +316,8 @@ class Telephony:
         dest = destination.strip()
         if not dest:
             raise InvalidParameter("destination", "must not be empty")
+        if len(dest) > MAX_DESTINATION_LENGTH:
+            raise InvalidParameter("destination", f"longer than {MAX_DESTINATION_LENGTH} characters ({len(dest)})")
         if _URI_RE.match(dest) or "@" in dest:
             uri_text = dest if _URI_RE.match(dest) else f"sip:{dest}"
             try:

@@ -2,7 +2,8 @@
 
 Found by attacking the gateway, each first failed: a SIP URI carrying header fields (``?X-Evil=1``) or a
 ``method`` parameter was dialled with that in the Request-URI (RFC 3261 §19.1.1 forbids both there; our own
-line answered 400).
+line answered 400), and a destination of tens of kilobytes was accepted and then sat in Dialing until
+Timer B because its INVITE could not be sent, while a long non-number was echoed whole in the error.
 Now each gets 400 + statusCode 10 naming ``destination`` at once, and nothing is set up: no call, no
 SIP session or transaction, no RTP port.
 """
@@ -29,7 +30,9 @@ async def gw(tmp_path: Path) -> AsyncIterator[GatewayHandle]:
     "sip:1002@127.0.0.1:{port}?X-Evil=1",
     "sip:1002@127.0.0.1:{port}?Call-ID=evil&Max-Forwards=1",
     "sip:1002@127.0.0.1:{port};method=REGISTER",
-], ids=["uri-header", "uri-headers-hijack", "method-param"])
+    "sip:" + "a" * 70000 + "@127.0.0.1:{port}",
+    "9" * 5000,
+], ids=["uri-header", "uri-headers-hijack", "method-param", "huge-uri", "huge-number"])
 async def test_dial_destination_that_cannot_be_sent_is_refused_at_once(gw: GatewayHandle, destination: str) -> None:
     dest = destination.replace("{port}", str(gw.sip_port))
     async with gw.client("agent1") as agent1:
