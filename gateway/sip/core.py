@@ -265,6 +265,7 @@ class SipCore:
         s.final_2xx = resp
         self._tx.send_response(s.invite_tx, resp, now)  # type: ignore[arg-type]
         s.state = SessionState.ANSWERED
+        self._timers.cancel(("invite-expires", s.id))
         if s.dialog:
             s.dialog.state = DialogState.CONFIRMED
         t1 = self.config.timers.t1
@@ -512,6 +513,9 @@ class SipCore:
         frm = req.from_
         remote_user = frm.uri.user_unescaped if isinstance(frm.uri, SipUri) else None
         display = frm.display or None  # quotes removed, quoted-pairs resolved (RFC 3261 §25.1)
+        expires = _delta_seconds(req.headers.get("Expires"))
+        if expires is not None:  # §13.3.1: unanswered when it runs out -> 487
+            self._timers.set(("invite-expires", sid), now + expires)
         self._emit(IncomingCall(
             session_id=sid, line_id=line_id, call_id=req.call_id, remote_uri=str(frm.uri),
             remote_user=remote_user, remote_display_name=display, local_uri=str(req.to.uri),
@@ -931,6 +935,7 @@ class SipCore:
         self._timers.cancel(("2xx", s.id))
         self._timers.cancel(("ack-timeout", s.id))
         self._timers.cancel(("cancel-timeout", s.id))
+        self._timers.cancel(("invite-expires", s.id))
 
     # ================================================================ registration internals
     def _send_register(self, line: LineConfig, reg: Registration, expires: int, now: float) -> None:
@@ -1055,6 +1060,15 @@ class SipCore:
                 return
             reg.auth_attempts = 0
             self._send_register(self.line(line_id), reg, reg.requested_expires, now)
+        elif kind == "invite-expires":
+            # RFC 3261 §13.3.1: the INVITE's Expires ran out before the call was answered
+            s = self._sessions.get(key[1])
+            if (s is None or s.role is not Role.UAS or s.extra.get("terminal")
+                    or s.state not in (SessionState.INCOMING, SessionState.RINGING)):
+                return
+            log.info("call %s: INVITE expired unanswered; 487", s.invite.call_id)
+            self._respond(s, 487, now)
+            self._end(s, CallEnded(session_id=s.id, cause="invite_expired", status=487))
         elif kind == "ack-cache":
             self._acks.pop(key[1], None)
         elif kind == "cancel-timeout":
@@ -1160,6 +1174,13 @@ def _warning(exc: SdpError) -> tuple[str, str]:
     quoted-string (shortened first, so the closing quote always survives; no control characters)."""
     text = "".join(c if c >= " " and c != "\x7f" else "?" for c in str(exc))[:150]
     return "Warning", f'{exc.warn_code} - "{_quote(text)}"'
+
+
+def _delta_seconds(value: str | None) -> int | None:
+    """An Expires value (RFC 3261 §20.19: delta-seconds, at most 2**32-1); None if absent or malformed."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(int(value.strip()), 2**32 - 1)
 
 
 def _merge_key(req: SipRequest, line_id: str | None) -> tuple[str, str, str, int, str]:

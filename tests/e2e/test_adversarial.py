@@ -8,7 +8,8 @@ transactions, dialogs, RTP ports).  Found by attacking the gateway; each first f
 * an offer whose connection address is a host name or of the other address family was rung and answered,
   and the Answer then failed with HTTP 500 after the 200 OK had gone out; now it gets 488 with warn-code
   301 (RFC 3261 §20.43), before and during a call (re-INVITE);
-* one INVITE arriving twice with different branches (a loop, RFC 3261 §8.2.2.2) rang the line twice.
+* one INVITE arriving twice with different branches (a loop, RFC 3261 §8.2.2.2) rang the line twice;
+* an INVITE's Expires was ignored (RFC 3261 §13.3.1): a caller gone without CANCEL left the line ringing.
 
 Attacks that held keep a compact test here when nothing else covers them: ``voice-gateway serve`` killed
 with SIGKILL in the middle of a recorded call leaves a WAV that the next start repairs.
@@ -230,6 +231,28 @@ async def test_one_invite_arriving_twice_rings_once_the_loop_gets_482(gw: Gatewa
             assert status_of(final) == 603
             await peer.send(peer.ack_for(invites[path], final))
     await drained(gw)
+
+
+
+async def test_invite_expires_unanswered_gets_487_and_the_call_is_released(gw: GatewayHandle, peer: RawPeer) -> None:
+    """RFC 3261 §13.3.1: an INVITE with Expires that is still unanswered when it runs out gets 487.
+    Without this a caller that gave up (or vanished) without a CANCEL left the agent's line ringing
+    for ever."""
+    async with gw.client("agent2") as agent2:
+        await agent2.start_session()
+        body = sdp(40000)
+        invite = peer.request("INVITE", "1002", body=body).replace(b"Content-Type:", b"Expires: 1\r\nContent-Type:")
+        await peer.send(invite)
+        await until(agent2.calls, "the call ringing at agent2")
+        final = await peer.final_to("1 INVITE", "487 once the INVITE expired")
+        assert status_of(final) == 487, final[:300]
+        await peer.send(peer.ack_for(invite, final))
+        assert await until(lambda: _no_calls(agent2), "agent2's call released") is True
+    await drained(gw)
+
+
+async def _no_calls(agent: GwsClient) -> bool:
+    return await agent.calls() == []
 
 
 # ------------------------------------------------------------------------------ crash safety (a real process)
