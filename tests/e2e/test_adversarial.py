@@ -11,8 +11,9 @@ transactions, dialogs, RTP ports).  Found by attacking the gateway; each first f
 * one INVITE arriving twice with different branches (a loop, RFC 3261 §8.2.2.2) rang the line twice;
 * an INVITE's Expires was ignored (RFC 3261 §13.3.1): a caller gone without CANCEL left the line ringing.
 
-Attacks that held keep a compact test here when nothing else covers them: ``voice-gateway serve`` killed
-with SIGKILL in the middle of a recorded call leaves a WAV that the next start repairs.
+Attacks that held keep a compact test here when nothing else covers them at gateway level: a peer that
+never ACKs our 200 or sends BYE before / right behind its ACK; ``voice-gateway serve`` killed with SIGKILL
+in the middle of a recorded call leaves a WAV that the next start repairs.
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ class RawPeer:
         head = re.sub(r"(?m)^To: .*$", "To: " + (header(final, "To") or ""), head)
         head = re.sub(r"(?m)^(Content-Type|Content-Length): .*\r?\n?", "", head).rstrip("\r\n")
         return (head + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+    @staticmethod
+    def ok_for(request: bytes) -> bytes:
+        """200 OK to a request the gateway sent (RFC 3261 §8.2.6.2: its Via, From, To, Call-ID, CSeq)."""
+        fields = [f"{name}: {value}" for name in ("Via", "From", "To", "Call-ID", "CSeq")
+                  for value in re.findall(rf"(?mi)^{name}[ \t]*:[ \t]*(.*?)\r?$", request.decode())]
+        return ("SIP/2.0 200 OK\r\n" + "\r\n".join(fields) + "\r\nContent-Length: 0\r\n\r\n").encode()
 
     async def final_to(self, cseq: str, what: str = "") -> bytes:
         """The final response to the request with this CSeq (e.g. ``"1 INVITE"``)."""
@@ -253,6 +261,35 @@ async def test_invite_expires_unanswered_gets_487_and_the_call_is_released(gw: G
 
 async def _no_calls(agent: GwsClient) -> bool:
     return await agent.calls() == []
+
+
+
+async def test_peer_that_never_acks_or_hangs_up_around_the_ack_leaves_nothing(gw: GatewayHandle) -> None:
+    """RFC 3261 §13.3.1.4: no ACK for our 2xx within 64*T1 -> we BYE and the call is Released; a BYE
+    before the ACK, or right behind it, ends the call at once. Each time the RTP port is freed."""
+    async def invite(peer: RawPeer) -> None:
+        await peer.send(peer.request("INVITE", AUTO, body=sdp(40000)))
+        ok = await peer.final_to("1 INVITE")
+        assert status_of(ok) == 200, ok[:200]
+        peer.to_tag = (header(ok, "To") or "").split("tag=")[1]
+
+    peers = [RawPeer(gw.sip_port) for _ in range(3)]
+    try:
+        never_acks, bye_before_ack, bye_after_ack = peers
+        for p in peers:
+            await invite(p)
+        await bye_before_ack.send(bye_before_ack.request("BYE", AUTO, cseq=2, in_dialog=True))
+        await bye_after_ack.send(bye_after_ack.request("ACK", AUTO, in_dialog=True))
+        await bye_after_ack.send(bye_after_ack.request("BYE", AUTO, cseq=2, in_dialog=True))
+        for p in (bye_before_ack, bye_after_ack):
+            assert status_of(await p.final_to("2 BYE")) == 200
+        bye = await never_acks.expect(lambda m: m.startswith(b"BYE "), "the gateway's BYE after 64*T1 without ACK")
+        assert header(bye, "Call-ID") == never_acks.call_id
+        await never_acks.send(RawPeer.ok_for(bye))
+    finally:
+        for p in peers:
+            p.close()
+    await drained(gw)
 
 
 # ------------------------------------------------------------------------------ crash safety (a real process)
