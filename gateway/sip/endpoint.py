@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import resource
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -34,6 +35,21 @@ T = TypeVar("T")
 _UDP_MAX = 65535
 
 
+def default_max_inbound_tcp() -> int:
+    """Inbound SIP/TCP connections kept at once: a quarter of the open-file limit (16..4096).
+
+    Anyone can open TCP connections without sending SIP; kept without a bound they use up every file
+    descriptor, and then neither HTTP clients nor RTP ports can be had. The other three quarters stay
+    for those (two RTP sockets per internal call, HTTP/CometD clients, recordings)."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ValueError, OSError):
+        return 256
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, min(4096, soft // 4))
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, endpoint: SipEndpoint) -> None:
         self.endpoint = endpoint
@@ -48,9 +64,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class _TcpConnection(asyncio.Protocol):
     """One SIP-over-TCP connection: frames with ``StreamFramer`` (RFC 3261 §18.3)."""
 
-    def __init__(self, endpoint: SipEndpoint, conn_id: int) -> None:
+    def __init__(self, endpoint: SipEndpoint, conn_id: int, inbound: bool = False) -> None:
         self.endpoint = endpoint
         self.conn_id = conn_id
+        self.inbound = inbound
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.remote: tuple[str, int] = ("", 0)
@@ -59,10 +76,16 @@ class _TcpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
         self.remote = (peer[0], peer[1])
+        if self.inbound and not self.endpoint._admit_inbound(self.remote):
+            self.transport = None
+            transport.abort()  # type: ignore[attr-defined]
+            return
         self.endpoint._tcp_conns[self.conn_id] = self
         self.endpoint._tcp_by_addr[self.remote] = self.conn_id
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return  # refused in connection_made
         self.framer.receive_data(data)
         peer = Peer("tcp", self.remote[0], self.remote[1], self.conn_id)
         while True:
@@ -82,7 +105,8 @@ class _TcpConnection(asyncio.Protocol):
             self.endpoint._feed(frame, peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.endpoint._tcp_conns.pop(self.conn_id, None)
+        if self.endpoint._tcp_conns.pop(self.conn_id, None) is not None and self.inbound:
+            self.endpoint._tcp_inbound -= 1
         if self.endpoint._tcp_by_addr.get(self.remote) == self.conn_id:
             self.endpoint._tcp_by_addr.pop(self.remote, None)
 
@@ -91,8 +115,12 @@ class SipEndpoint:
     """Owns the UDP socket, the TCP listener/connections and the core's timer."""
 
     def __init__(self, core: SipCore, *, host: str, port: int, transports: list[str],
-                 on_event: Callable[[SipEvent], None], trace: bool = False) -> None:
+                 on_event: Callable[[SipEvent], None], trace: bool = False,
+                 max_inbound_tcp: int | None = None) -> None:
         self.core = core
+        self.max_inbound_tcp = max_inbound_tcp if max_inbound_tcp is not None else default_max_inbound_tcp()
+        self._tcp_inbound = 0
+        self.tcp_refused = 0
         self.host = host
         self.requested_port = port
         self.transports = [t.lower() for t in transports]
@@ -150,7 +178,7 @@ class SipEndpoint:
             self.ports["udp"] = port
         if "tcp" in self.transports:
             self._tcp_server = await self._loop.create_server(
-                lambda: self._new_tcp(), self.host, port, reuse_address=True)
+                lambda: self._new_tcp(inbound=True), self.host, port, reuse_address=True)
             self.ports["tcp"] = self._tcp_server.sockets[0].getsockname()[1]
 
     async def stop(self, timeout: float = 2.0) -> None:
@@ -224,10 +252,21 @@ class SipEndpoint:
         self.run(lambda now: self.core.register(line_id, now))
 
     # ------------------------------------------------------------------ receive path
-    def _new_tcp(self) -> _TcpConnection:
+    def _new_tcp(self, inbound: bool = False) -> _TcpConnection:
         cid = self._next_conn
         self._next_conn += 1
-        return _TcpConnection(self, cid)
+        return _TcpConnection(self, cid, inbound)
+
+    def _admit_inbound(self, remote: tuple[str, int]) -> bool:
+        """Count an accepted connection in, or refuse it when ``max_inbound_tcp`` are open."""
+        if self._tcp_inbound < self.max_inbound_tcp:
+            self._tcp_inbound += 1
+            return True
+        self.tcp_refused += 1
+        if self.tcp_refused == 1 or self.tcp_refused % 1000 == 0:
+            log.warning("tcp %s:%s refused: %d inbound SIP connections open (the limit); %d refused so far",
+                        *remote, self._tcp_inbound, self.tcp_refused)
+        return False
 
     def _feed(self, data: bytes, peer: Peer) -> None:
         assert self._loop is not None
@@ -352,7 +391,8 @@ class SipEndpoint:
         trace_log.info("%s %s\n%s", {"in": "<<<", "out": ">>>", "drop": "xxx"}.get(direction, direction), peer, text)
 
     def stats(self) -> dict[str, Any]:
-        return {"tcp_connections": len(self._tcp_conns), "core_errors": self.dropped, **self.core.stats()}
+        return {"tcp_connections": len(self._tcp_conns), "tcp_refused": self.tcp_refused, "core_errors": self.dropped,
+                **self.core.stats()}
 
 
 def _is_ip(host: str) -> bool:

@@ -9,7 +9,9 @@ transactions, dialogs, RTP ports).  Found by attacking the gateway; each first f
   and the Answer then failed with HTTP 500 after the 200 OK had gone out; now it gets 488 with warn-code
   301 (RFC 3261 §20.43), before and during a call (re-INVITE);
 * one INVITE arriving twice with different branches (a loop, RFC 3261 §8.2.2.2) rang the line twice;
-* an INVITE's Expires was ignored (RFC 3261 §13.3.1): a caller gone without CANCEL left the line ringing.
+* an INVITE's Expires was ignored (RFC 3261 §13.3.1): a caller gone without CANCEL left the line ringing;
+* TCP connections to the SIP port that never send anything were all kept: at the open-file limit the
+  gateway could accept no HTTP client and bind no RTP port (``voice-gateway serve`` under prlimit).
 
 Attacks that held keep a compact test here when nothing else covers them at gateway level: a peer that
 never ACKs our 200 or sends BYE before / right behind its ACK; ``voice-gateway serve`` killed with SIGKILL
@@ -30,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.peers.audio import assert_tone, read_wav_info
@@ -318,14 +321,17 @@ auto_answer = true
 BYTES_PER_SECOND = 8000 * 2 * 2
 
 
-async def start_serve(tmp_path: Path, name: str) -> tuple[ManagedProcess, str]:
-    """``voice-gateway serve`` on free ports; (process, base URL) once it logged "gateway ready"."""
+async def start_serve(tmp_path: Path, name: str, *, max_open_files: int | None = None) -> tuple[ManagedProcess, str]:
+    """``voice-gateway serve`` on free ports (with RLIMIT_NOFILE lowered if asked); (process, base URL)
+    once it logged "gateway ready"."""
     config = tmp_path / "gateway.toml"
     config.write_text(CRASH_CONFIG)
     env = {"VG_HTTP_PORT": "0", "VG_SIP_PORT": "0", "VG_RTP_PORT_MIN": "0", "VG_RTP_PORT_MAX": "0",
            "VG_RECORDINGS_DIR": str(tmp_path / "recordings"), "VG_DATA_DIR": str(tmp_path / "data")}
     argv = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items()), str(Path(sys.executable).parent / "voice-gateway"),
             "serve", "--config", str(config)]
+    if max_open_files is not None:
+        argv = ["/usr/bin/prlimit", f"--nofile={max_open_files}", *argv]
     proc = ManagedProcess(name, argv, tmp_path / f"{name}.log")
     proc.start()
 
@@ -374,3 +380,59 @@ async def test_sigkill_mid_recording_leaves_a_wav_the_restart_repairs(tmp_path: 
     assert frames * 4 >= on_disk - 44 - 4 and frames >= 2 * 8000
     assert_tone(path, 440, channel=0)  # remote: line 1002's tone
     assert_tone(path, 1000, channel=1)  # local: line 1001's tone
+
+
+async def test_tcp_connection_flood_cannot_starve_the_gateway_of_file_descriptors(tmp_path: Path) -> None:
+    """Anyone can open TCP connections to the SIP port without a word of SIP. Before, every one was
+    kept: at the process's open-file limit the gateway could accept nothing (HTTP /health and the API
+    hung, accept() errors flooded the log) and could bind no RTP port. Now inbound SIP connections are
+    capped well below the limit; the flood is turned away, the API and calls keep working."""
+    limit = 256
+    proc, base = await start_serve(tmp_path, "gateway", max_open_files=limit)
+    flood: list[asyncio.StreamWriter] = []
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as http:
+            sip_port = (await http.get("/health")).json()["sip"]["tcp"]
+            for _ in range(limit + 50):
+                _, writer = await asyncio.open_connection("127.0.0.1", sip_port)
+                flood.append(writer)
+            health = await http.get("/health")
+            assert health.status_code == 200 and health.json()["status"] == "ok"
+        async with GwsClient(base, "agent1", "agent1pw") as agent1:
+            await agent1.start_session()
+            dev = await agent1.device_id()
+            await agent1.op(f"/api/v2/me/devices/{dev}/calls", "Dial", destination="1002")  # two RTP legs
+
+            async def established() -> dict[str, Any] | None:
+                return next((c for c in await agent1.calls() if c["state"] == "Established"), None)
+
+            call = await until(established, "a call while the flood holds its connections")
+            await agent1.op(f"/api/v2/me/calls/{call['id']}", "Hangup")
+        for writer in flood:
+            writer.close()
+        flood.clear()
+        status_line = await until(lambda: tcp_options(sip_port), "SIP over TCP served again once the flood left")
+        assert status_line.startswith(b"SIP/2.0 200 "), status_line
+    finally:
+        for writer in flood:
+            writer.close()
+        proc.stop()
+    log = proc.log_text()
+    assert "Too many open files" not in log, log[-2000:]
+
+
+async def tcp_options(port: int) -> bytes:
+    """Status line of the answer to an OPTIONS on a new TCP connection; b"" if the gateway closed it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        local = writer.get_extra_info("sockname")[1]
+        writer.write((f"OPTIONS sip:1001@127.0.0.1:{port} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/TCP 127.0.0.1:{local};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                      f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:1001@127.0.0.1>\r\n"
+                      f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode())
+        try:
+            return await asyncio.wait_for(reader.readline(), 5)
+        except ConnectionError:
+            return b""
+    finally:
+        writer.close()
