@@ -281,11 +281,9 @@ class Telephony:
             self._publish_device(dev)
 
     async def device_operation(self, user: User, device_id: str, operation: str, params: dict[str, Any]) -> None:
-        dev = self._device_of(user, device_id)
-        if operation not in device_capabilities(dev):
-            raise InvalidState(f"Operation '{operation}' is not available on device '{dev.number}' "
-                               f"(capabilities: {', '.join(device_capabilities(dev)) or 'none'})")
-        raise InvalidState(f"Operation '{operation}' is not supported")  # pragma: no cover - nothing offered yet
+        self._device_of(user, device_id)  # NotFound first: another user's device does not exist here
+        # no device-level operation (DND, forwarding, supervision) is carried out yet
+        raise InvalidState(f"Operation '{operation}' is not supported by this gateway yet")
 
     def _cancel_wrap_up(self, dev: Device) -> None:
         if dev.wrap_up_timer is not None:
@@ -377,10 +375,6 @@ class Telephony:
     # ================================================================== call operations
     async def call_operation(self, user: User, call_id: str, operation: str, params: dict[str, Any]) -> None:
         call = self._call_of(user, call_id)
-        caps = call_capabilities(call)
-        if operation not in caps:
-            raise InvalidState(f"Operation '{operation}' is not valid for call '{call.id}' in state "
-                               f"{call.state.value} (capabilities: {', '.join(caps) or 'none'})")
         handler = {
             "Answer": self._answer,
             "Reject": self._reject,
@@ -388,8 +382,12 @@ class Telephony:
             "StartCallRecording": self._start_recording,
             "StopCallRecording": self._stop_recording,
         }.get(operation)
-        if handler is None:
-            raise InvalidState(f"Operation '{operation}' is not supported")
+        if handler is None:  # part of the Voice API, not carried out by this gateway yet
+            raise InvalidState(f"Operation '{operation}' is not supported by this gateway yet")
+        caps = call_capabilities(call)
+        if operation not in caps:
+            raise InvalidState(f"Operation '{operation}' is not valid for call '{call.id}' in state "
+                               f"{call.state.value} (capabilities: {', '.join(caps) or 'none'})")
         await handler(call, params)
 
     async def _answer(self, call: Call, params: dict[str, Any]) -> None:

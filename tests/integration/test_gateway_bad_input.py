@@ -115,3 +115,16 @@ async def test_csrf_and_credentials(gw: GatewayHandle) -> None:
     async with httpx.AsyncClient(base_url=gw.base_url) as anon:
         r = await anon.post("/api/v2/me", json={"operationName": "StartContactCenterSession"})
         assert r.status_code == 403 and r.json()["statusCode"] == 20
+
+
+async def test_voice_api_operations_not_carried_out_yet_say_so(gw: GatewayHandle, call_pair: Any) -> None:
+    a1, a2, caller_call, callee_call = call_pair
+    for op, extra in (("Hold", {}), ("SendDtmf", {"digits": "1"}), ("MuteCall", {})):
+        msg = error(await a2.post(f"/api/v2/me/calls/{callee_call}", {"operationName": op, **extra}), 400, 2)
+        assert msg == f"Operation '{op}' is not supported by this gateway yet"
+    dev = await a1.device_id()
+    msg = error(await a1.post(f"/api/v2/me/devices/{dev}", {"operationName": "DoNotDisturbOn"}), 400, 2)
+    assert msg == "Operation 'DoNotDisturbOn' is not supported by this gateway yet"
+    # another user's device is still simply not found
+    error(await a2.post(f"/api/v2/me/devices/{dev}", {"operationName": "DoNotDisturbOn"}), 404, 6)
+    assert [c["state"] for c in await a2.calls()] == ["Ringing"]
