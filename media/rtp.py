@@ -9,8 +9,11 @@ RFC 3550 rules applied here: random SSRC, initial sequence number and timestamp 
 follows the sampling clock (+160 per 20 ms frame, also across ticks that were skipped or not sent, e.g.
 on hold); the marker bit on the first packet of a talkspurt, i.e. after start or after sending resumes
 (RFC 3551 §4.1). Symmetric RTP (RFC 4961): when packets arrive from another address than the signalled
-one (a peer behind NAT), the leg answers there ("latching"), unless the address it already sends to has
-been heard from within the last second. Malformed packets are counted and dropped, never raised.
+one (a peer behind NAT), the leg answers there ("latching"), but only until the address it sends to has
+been heard from: after that packets from anywhere else are ignored until ``set_remote`` names a new
+address. (Re-latching after a silence let anyone who guessed the port take a call over whose peer went
+quiet, e.g. with silence suppression, and receive the agent's audio: "RTP bleed".) Malformed packets
+are counted and dropped, never raised.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct("!BBHII")
 _V2 = 0x80  # version 2, no padding, no extension, no CSRC (RFC 3550 §5.1)
 _MASK32 = 0xFFFFFFFF
-_LATCH_HOLDOFF = 1.0  # seconds the current peer must be silent before another source may take over
 _RECV_SIZE = 2048
 _RECV_PER_TICK = 16  # datagrams read per leg per tick at most (a peer sends 1 per 20 ms; the rest waits)
 
@@ -428,8 +430,7 @@ class RtpLeg:
             addr = (addr[0], addr[1])
         if self._remote_addr is not None:
             if addr != self._send_addr:
-                last = self._last_from_peer
-                if last is not None and now - last < _LATCH_HOLDOFF:
+                if self._last_from_peer is not None:  # the peer has been heard: nobody else takes over
                     self._ignored += 1
                     return
                 self._send_addr = addr

@@ -11,7 +11,9 @@ transactions, dialogs, RTP ports).  Found by attacking the gateway; each first f
 * one INVITE arriving twice with different branches (a loop, RFC 3261 §8.2.2.2) rang the line twice;
 * an INVITE's Expires was ignored (RFC 3261 §13.3.1): a caller gone without CANCEL left the line ringing;
 * TCP connections to the SIP port that never send anything were all kept: at the open-file limit the
-  gateway could accept no HTTP client and bind no RTP port (``voice-gateway serve`` under prlimit).
+  gateway could accept no HTTP client and bind no RTP port (``voice-gateway serve`` under prlimit);
+* RTP from a stranger took a call over once its peer had been silent for a second ("RTP bleed"): the
+  agent's audio went to the stranger.
 
 Attacks that held keep a compact test here when nothing else covers them at gateway level: a peer that
 never ACKs our 200 or sends BYE before / right behind its ACK; ``voice-gateway serve`` killed with SIGKILL
@@ -173,6 +175,15 @@ async def rtp_packets(sock: socket.socket, n: int) -> int:
     return n
 
 
+def drain(sock: socket.socket) -> None:
+    """Discard what is waiting on a non-blocking socket."""
+    while True:
+        try:
+            sock.recv(2048)
+        except BlockingIOError:
+            return
+
+
 async def drained(gw: GatewayHandle) -> None:
     await until(lambda: {k: gw.telephony.stats()[k] for k in DRAINED} == DRAINED,
                 f"nothing left behind ({DRAINED})", timeout=10)
@@ -292,6 +303,50 @@ async def test_peer_that_never_acks_or_hangs_up_around_the_ack_leaves_nothing(gw
     finally:
         for p in peers:
             p.close()
+    await drained(gw)
+
+
+
+def rtp_packet(seq: int, ssrc: int = 0x1234) -> bytes:
+    """A PCMU packet of 20 ms silence (RFC 3550 §5.1 header, no CSRC/extension)."""
+    return bytes([0x80, 0]) + seq.to_bytes(2, "big") + (160 * seq).to_bytes(4, "big") + ssrc.to_bytes(4, "big") \
+        + b"\xff" * 160
+
+
+async def test_rtp_from_a_stranger_cannot_take_over_a_call_whose_peer_fell_silent(gw: GatewayHandle,
+                                                                                  peer: RawPeer) -> None:
+    """Symmetric RTP (RFC 4961) latches onto where the peer's packets come from; a stranger sending to
+    the (guessable) port of a call whose peer went quiet for a second (silence suppression, hold) took
+    the call over: the agent's audio went to the stranger (RTP bleed). Once the peer has been heard,
+    only a new offer/answer moves the media."""
+    media, stranger = rtp_socket(), rtp_socket()
+    try:
+        ok = await peer.call(AUTO, media.getsockname()[1])
+        port = int(re.search(rb"m=audio (\d+) ", ok).group(1))  # type: ignore[union-attr]
+        (call,) = gw.telephony.iter_calls()
+        leg = call.leg
+        assert leg is not None
+        for seq in range(5):  # the peer talks, then falls silent (e.g. VAD)
+            media.sendto(rtp_packet(seq), ("127.0.0.1", port))
+        await until(lambda: leg.stats.packets_received == 5, "the peer's RTP received")
+        await rtp_packets(media, 3)
+        loop = asyncio.get_running_loop()
+        await until(lambda: loop.time() - (leg.stats.last_received_at or 0) > 1.2, "the peer silent for 1.2 s")
+
+        before = leg.stats.packets_received + leg.stats.ignored
+        for seq in range(5):
+            stranger.sendto(rtp_packet(seq, ssrc=0x666), ("127.0.0.1", port))
+        await until(lambda: leg.stats.packets_received + leg.stats.ignored == before + 5, "the stranger's RTP seen")
+        assert leg.remote_address == media.getsockname(), leg.remote_address
+        drain(media)
+        await rtp_packets(media, 3)  # the agent's audio still goes to the peer...
+        with pytest.raises(BlockingIOError):
+            stranger.recv(2048)  # ...and none of it to the stranger
+        await peer.send(peer.request("BYE", AUTO, cseq=2, in_dialog=True))
+        assert status_of(await peer.final_to("2 BYE")) == 200
+    finally:
+        media.close()
+        stranger.close()
     await drained(gw)
 
 
