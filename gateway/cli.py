@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import FrameType
 
 import uvicorn
 
-from .config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+from .config import DEFAULT_CONFIG_PATH, ENV_OVERRIDES, ConfigError, Settings, load_settings
 
 __all__ = ["main"]
 
@@ -44,6 +45,39 @@ def _bind_http(settings: Settings) -> socket.socket:
     sock.listen(256)
     sock.setblocking(False)
     return sock
+
+
+def _check_sip_port(settings: Settings) -> None:
+    """Fail with one clear line (not a start-up traceback) when the SIP port is taken. The endpoint
+    binds for real a moment later; this only catches the common case of another SIP process."""
+    sip = settings.sip
+    if sip.port == 0:
+        return
+    family = socket.AF_INET6 if ":" in sip.host else socket.AF_INET
+    kinds = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
+    for transport in sip.transports:
+        probe = socket.socket(family, kinds[transport])
+        try:
+            if transport == "tcp":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((sip.host, sip.port))
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise SystemExit(f"voice-gateway: cannot bind SIP {transport} on {sip.host}:{sip.port}: {reason}"
+                             " (set VG_SIP_PORT or [sip] port; 0 picks a free port)") from None
+        finally:
+            probe.close()
+
+
+def _warn_unknown_env(env: Mapping[str, str]) -> None:
+    """A misspelt override (VG_HTTP_PORTT) would otherwise be ignored without a word."""
+    for name in sorted(env):
+        if name.startswith("VG_") and name not in ENV_OVERRIDES and name not in _SCRIPT_ENV:
+            log.warning("ignoring unknown environment variable %s (known: %s)", name, ", ".join(ENV_OVERRIDES))
+
+
+#: VG_* variables the scripts read (not settings)
+_SCRIPT_ENV = frozenset({"VG_VENV"})
 
 
 class _GatewayServer(uvicorn.Server):
@@ -79,6 +113,7 @@ class _GatewayServer(uvicorn.Server):
 async def _serve(settings: Settings) -> int:
     from .app import create_app
 
+    _check_sip_port(settings)
     sock = _bind_http(settings)
     http_port = sock.getsockname()[1]
     app = create_app(settings, http_port=http_port)
@@ -99,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     try:
+        _warn_unknown_env(os.environ)
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"voice-gateway: {exc}", file=sys.stderr)

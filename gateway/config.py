@@ -11,7 +11,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+
+from media.sources import AudioSourceError, make_source
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -26,6 +28,11 @@ __all__ = [
     "load_settings",
 ]
 
+def _is_generated_source(spec: str) -> bool:
+    low = spec.strip().lower()
+    return low == "silence" or low.startswith("tone:")
+
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "gateway.toml"
 
@@ -39,12 +46,22 @@ class _Strict(BaseModel):
 
 
 class HttpSettings(_Strict):
+    """``[http]``: where the Voice API and CometD listen, and how clients are let in."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     public_url: str = ""
-    csrf: bool = True
+    csrf: StrictBool = True
     cors_origins: list[str] = ["*"]
     session_idle_seconds: int = Field(8 * 3600, gt=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not (v.startswith(("http://", "https://")) and len(v.split("://", 1)[1]) > 0):
+            raise ValueError("must be empty or an absolute http(s) URL such as https://voice.example.com")
+        return v
 
 
 class SipSettings(_Strict):
@@ -55,7 +72,7 @@ class SipSettings(_Strict):
     outbound_proxy: str = ""
     domain: str = ""
     register_expires: int = Field(300, ge=10)
-    trace: bool = False
+    trace: StrictBool = False
     user_agent: str = "voice-gateway/0.1"
     t1: float = Field(0.5, gt=0, description="RFC 3261 Table 4 T1 (RTT estimate), seconds")
     t2: float = Field(4.0, gt=0)
@@ -108,22 +125,22 @@ class DeviceSettings(_Strict):
     sip_user: str = ""
     sip_password: str = Field("", repr=False)
     display_name: str = ""
-    auto_answer: bool = False
+    auto_answer: StrictBool = False
     audio_source: str = "silence"
-    after_call_work: bool = False
+    after_call_work: StrictBool = False
     wrap_up_seconds: int = Field(0, ge=0)
 
     @field_validator("audio_source")
     @classmethod
     def _source(cls, v: str) -> str:
+        """``silence`` and ``tone:<Hz>[:<amplitude>]`` are checked here; a WAV path is checked by
+        ``Settings`` once the audio directory it is relative to is known."""
         v = v.strip() or "silence"
-        if v.startswith("tone:"):
+        if _is_generated_source(v):
             try:
-                hz = float(v[5:])
-            except ValueError:
-                raise ValueError("tone source must look like tone:1000") from None
-            if not 0 < hz < 4000:
-                raise ValueError("tone frequency must be between 0 and 4000 Hz (8 kHz sampling)")
+                make_source(v)
+            except AudioSourceError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @model_validator(mode="after")
@@ -161,6 +178,12 @@ class Settings(_Strict):
                 if n in owner:
                     raise ValueError(f"device {n!r} is assigned to both {owner[n]!r} and {u.username!r}")
                 owner[n] = u.username
+        for d in self.devices:
+            if not _is_generated_source(d.audio_source):
+                try:
+                    make_source(d.audio_source, self.audio_path)
+                except AudioSourceError as exc:
+                    raise ValueError(f"device {d.number!r} audio_source {d.audio_source!r}: {exc}") from None
         return self
 
     def path(self, value: str) -> Path:
@@ -233,20 +256,35 @@ def load_settings(
         raise ConfigError(f"config file not found: {cfg_path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
+    from_env: dict[tuple[str, str], str] = {}
     for name, (section, key, typ) in ENV_OVERRIDES.items():
         if name in env:
             raw.setdefault(section, {})[key] = _coerce(name, env[name], typ)
+            from_env[(section, key)] = name
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
             raw.setdefault(section, {}).update(values)
+            for key in values:
+                from_env.pop((section, key), None)
         else:
             raw[section] = values
     raw.setdefault("base_dir", str(Path.cwd() if path else PROJECT_ROOT))
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {loc or '(root)'}: {err['msg']}")
-        raise ConfigError(f"{cfg_path}: invalid configuration:\n" + "\n".join(lines)) from None
+        raise ConfigError(_describe(exc, cfg_path, from_env)) from None
+
+
+def _describe(exc: ValidationError, cfg_path: Path, from_env: dict[tuple[str, str], str]) -> str:
+    """One line per problem, naming the setting, and the environment variable when one set it."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        where = ".".join(loc) or "configuration"
+        env_name = from_env.get(loc[:2]) if len(loc) >= 2 else None
+        if env_name is None and len(loc) == 1:  # a section-level check, e.g. the RTP port range
+            names = sorted(n for (section, _), n in from_env.items() if section == loc[0])
+            env_name = ", ".join(names) or None
+        lines.append(f"  {where}: {msg}" + (f" (set by {env_name})" if env_name else ""))
+    return f"{cfg_path}: invalid configuration:\n" + "\n".join(lines)

@@ -105,7 +105,8 @@ class CometdServer:
         http = LongPollingEndpoint(self)
         routes: list[BaseRoute] = [Route(self.path, http, methods=["POST"], name="cometd"),
                                    Route(f"{self.path}/", http, methods=["POST"], name="cometd-slash")]
-        routes += [Route(f"{self.path}/{kind}", http, methods=["POST"], name=f"cometd-{kind}") for kind in MESSAGE_KINDS]
+        routes += [Route(f"{self.path}/{kind}", http, methods=["POST"], name=f"cometd-{kind}")
+                   for kind in MESSAGE_KINDS]
         routes.append(WebSocketRoute(self.path, WebSocketEndpoint(self), name="cometd-ws"))
         return routes
 

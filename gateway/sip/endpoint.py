@@ -197,7 +197,7 @@ class SipEndpoint:
             self._idle_waiters.append(fut)
             try:
                 await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("%d registration(s) still pending at shutdown", self.core.registrations_pending())
         if self._timer is not None:
             self._timer.cancel()
@@ -365,7 +365,7 @@ class SipEndpoint:
             transport, proto = await asyncio.wait_for(
                 self._loop.create_connection(lambda: self._new_tcp(), key[0], key[1],
                                              local_addr=(self.host, 0)), 10)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             dropped = self._tcp_pending.pop(key, [])
             log.warning("tcp connect to %s:%s failed (%s); %d message(s) dropped", key[0], key[1], exc, len(dropped))
             return

@@ -15,9 +15,10 @@ import pytest
 VENV_BIN = Path(sys.executable).parent
 
 
-async def _start(tmp_path: Path, *argv: str) -> tuple[asyncio.subprocess.Process, int, list[str]]:
+async def _start(tmp_path: Path, *argv: str, recordings: Path | None = None,
+                 ) -> tuple[asyncio.subprocess.Process, int, list[str]]:
     env = {**os.environ, "VG_HTTP_PORT": "0", "VG_SIP_PORT": "0", "VG_RTP_PORT_MIN": "0", "VG_RTP_PORT_MAX": "0",
-           "VG_RECORDINGS_DIR": str(tmp_path / "rec"), "VG_DATA_DIR": str(tmp_path / "data")}
+           "VG_RECORDINGS_DIR": str(recordings or tmp_path / "rec"), "VG_DATA_DIR": str(tmp_path / "data")}
     proc = await asyncio.create_subprocess_exec(*argv, env=env, stderr=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.DEVNULL)
     assert proc.stderr is not None
@@ -106,3 +107,23 @@ async def test_sigterm_answers_a_held_cometd_long_poll(tmp_path: Path) -> None:
 
 async def _held_connects(http: httpx.AsyncClient) -> int:
     return int((await http.get("/health")).json()["cometd"]["held_connects"])
+
+
+async def test_sip_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        env = {**os.environ, "VG_HTTP_PORT": "0", "VG_SIP_PORT": str(port), "VG_HTTP_PORTT": "1"}
+        proc = await asyncio.create_subprocess_exec(str(VENV_BIN / "voice-gateway"), "serve", env=env,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        taken.close()
+    text = err.decode()
+    assert proc.returncode == 1
+    assert f"cannot bind SIP udp on 127.0.0.1:{port}: Address already in use (set VG_SIP_PORT" in text
+    assert "Traceback" not in text
+    assert "ignoring unknown environment variable VG_HTTP_PORTT" in text

@@ -67,7 +67,7 @@ def test_config_file_errors_name_the_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(bad, env={})
     text = str(err.value)
-    assert "devices.0.audio_source" in text and "between 0 and 4000 Hz" in text
+    assert "devices.0.audio_source: tone: freq_hz must be in (0, 4000) Hz" in text and "Value error" not in text
     bad.write_text('[http]\nprot = 1\n')
     with pytest.raises(ConfigError, match="http.prot"):
         load_settings(bad, env={})
@@ -83,3 +83,46 @@ def test_device_defaults_and_user_file_paths_from_cwd(tmp_path: Path, monkeypatc
     assert (d.sip_user, d.auto_answer, d.audio_source) == ("2001", True, "tone:440")
     assert s.recordings_path == tmp_path / "rec"
     assert DEFAULT_CONFIG_PATH.is_file()
+
+
+def test_errors_name_the_environment_variable_that_set_the_value() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={"VG_SIP_PORT": "-1"})
+    assert "sip.port: Input should be greater than or equal to 0 (set by VG_SIP_PORT)" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={"VG_RTP_PORT_MIN": "30000", "VG_RTP_PORT_MAX": "29000"})
+    assert "rtp_port_min must not exceed rtp_port_max (set by VG_RTP_PORT_MAX, VG_RTP_PORT_MIN)" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ('audio_source = "nope.wav"', "device '2001' audio_source 'nope.wav': audio file"),
+        ('audio_source = "beep"', "device '2001' audio_source 'beep': audio file"),
+        ('audio_source = "tone:abc"', "expected tone:<Hz>"),
+        ('auto_answer = "yes"', "devices.0.auto_answer: Input should be a valid boolean"),
+    ],
+)
+def test_device_audio_sources_and_flags_are_checked_at_load(tmp_path: Path, device: str, message: str) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'[media]\naudio_dir = "{tmp_path}"\n[[devices]]\nnumber = "2001"\n{device}\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert message in str(err.value)
+
+
+def test_a_wav_audio_source_relative_to_audio_dir_loads(tmp_path: Path) -> None:
+    import wave
+
+    with wave.open(str(tmp_path / "prompt.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x10" * 800)
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'[media]\naudio_dir = "{tmp_path}"\n[[devices]]\nnumber = "2001"\naudio_source = "prompt.wav"\n'
+                   '[http]\npublic_url = "https://voice.example.com/"\n')
+    s = load_settings(cfg, env={})
+    assert s.devices[0].audio_source == "prompt.wav" and s.http.public_url == "https://voice.example.com"
+    with pytest.raises(ConfigError, match="public_url: must be empty or an absolute http"):
+        load_settings(cfg, env={"VG_HTTP_PUBLIC_URL": "notaurl"})
