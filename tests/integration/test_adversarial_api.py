@@ -7,7 +7,8 @@ Timer B because its INVITE could not be sent, while a long non-number was echoed
 Now each gets 400 + statusCode 10 naming ``destination`` at once, and nothing is set up: no call, no
 SIP session or transaction, no RTP port.
 
-Held, and kept because nothing else covers it on a whole gateway: a CometD handshake flood.
+Held, and kept because nothing else covers it on a whole gateway: a CometD handshake flood; a Dial storm
+into an RTP port range with room for one call.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.gateway import GatewayHandle, gateway_settings, running_gateway
+from tests.e2e.peers.ports import free_port
+from tests.support.gateway import DEFAULT_DEVICES, GatewayHandle, GwsClient, gateway_settings, running_gateway
+from tests.support.waiting import until
 
 NOTHING = {"calls": 0, "sip_sessions": 0, "sip_transactions": 0, "sip_dialogs": 0, "rtp_legs": 0, "rtp_ports": 0}
 
@@ -75,3 +79,41 @@ async def test_cometd_handshake_flood_is_bounded_per_user_and_hurts_no_one_else(
         got = (await victim.post(url, json=connect)).json()
         assert [m["channel"] for m in got] == ["/v2/me/devices", "/meta/connect"], got
         assert got[0]["data"]["messageType"] == "DeviceStateChangeMessage"
+
+
+async def test_dial_storm_into_a_tiny_rtp_port_range_fails_clearly_and_leaks_nothing(tmp_path: Path) -> None:
+    """Held: with three RTP ports, concurrent Dials to an auto-answering line get either 200 or HTTP 503 +
+    statusCode 4 naming the port range; those whose callee found no port end Released; after Hangup every
+    port, call, session and transaction is gone and a new call works."""
+    base = free_port(udp=True, tcp=False, span=6)
+    base += base & 1  # RTP ports are even: base, base+2, base+4
+    devices = [{**d, "auto_answer": True} if d["number"] == "1002" else d for d in DEFAULT_DEVICES]
+    settings = gateway_settings(tmp_path, devices=devices, media={"rtp_port_min": base, "rtp_port_max": base + 5},
+                                sip={"t1": 0.02, "t2": 0.16, "t4": 0.1})
+    async with running_gateway(settings) as gw, gw.client("agent1") as agent1:
+        await agent1.start_session()
+        url = f"/api/v2/me/devices/{await agent1.device_id()}/calls"
+        replies = await asyncio.gather(*(agent1.post(url, {"operationName": "Dial", "destination": "1002"})
+                                         for _ in range(10)))
+        refused = [r.json() for r in replies if r.status_code == 503]
+        assert {r.status_code for r in replies} == {200, 503}, [r.text for r in replies]
+        assert all(b["statusCode"] == 4 and f"{base}-{base + 5}" in b["statusMessage"] for b in refused), refused
+
+        async def settled() -> tuple[list[dict[str, Any]]] | None:
+            calls = await agent1.calls()
+            return (calls,) if all(c["state"] == "Established" for c in calls) else None
+
+        (calls,) = await until(settled, "every Dial either Established or Released")
+        assert len(calls) <= 1  # three ports hold at most one internal call (two legs)
+        for call in calls:
+            await agent1.op(f"/api/v2/me/calls/{call['id']}", "Hangup")
+        # the refused calls' INVITE client transactions wait out Timer D (32 s, RFC 3261 §17.1.1.2): not a leak
+        settled_state = {k: v for k, v in NOTHING.items() if k != "sip_transactions"}
+        await until(lambda: {k: gw.telephony.stats()[k] for k in settled_state} == settled_state,
+                    f"back to {settled_state}")
+        await agent1.op(url, "Dial", destination="1002")
+        await until(lambda: _established(agent1), "a new call Established once the ports are free")
+
+
+async def _established(agent: GwsClient) -> bool:
+    return [c["state"] for c in await agent.calls()] == ["Established"]
