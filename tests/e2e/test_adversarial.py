@@ -125,12 +125,18 @@ class RawPeer:
         head = re.sub(r"(?m)^(Content-Type|Content-Length): .*\r?\n?", "", head).rstrip("\r\n")
         return (head + "\r\nContent-Length: 0\r\n\r\n").encode()
 
-    @staticmethod
-    def ok_for(request: bytes) -> bytes:
-        """200 OK to a request the gateway sent (RFC 3261 §8.2.6.2: its Via, From, To, Call-ID, CSeq)."""
+    def ok_for(self, request: bytes, body: bytes = b"") -> bytes:
+        """200 OK to a request the gateway sent (RFC 3261 §8.2.6.2: its Via, From, To, Call-ID, CSeq;
+        for an INVITE a To tag, our Contact and the SDP ``body``)."""
         fields = [f"{name}: {value}" for name in ("Via", "From", "To", "Call-ID", "CSeq")
                   for value in re.findall(rf"(?mi)^{name}[ \t]*:[ \t]*(.*?)\r?$", request.decode())]
-        return ("SIP/2.0 200 OK\r\n" + "\r\n".join(fields) + "\r\nContent-Length: 0\r\n\r\n").encode()
+        if request.startswith(b"INVITE "):
+            fields = [f + f";tag={self.tag}" if f.startswith("To:") else f for f in fields]
+            fields.append(f"Contact: <sip:adversary@127.0.0.1:{self.port}>")
+        if body:
+            fields.append("Content-Type: application/sdp")
+        head = "SIP/2.0 200 OK\r\n" + "\r\n".join(fields) + f"\r\nContent-Length: {len(body)}\r\n\r\n"
+        return head.encode() + body
 
     async def final_to(self, cseq: str, what: str = "") -> bytes:
         """The final response to the request with this CSeq (e.g. ``"1 INVITE"``)."""
@@ -225,6 +231,24 @@ async def test_offer_we_cannot_send_media_to_gets_488_warning_301(gw: GatewayHan
     assert gw.telephony.sip.stats()["core_errors"] == 0
 
 
+async def test_answer_we_cannot_send_media_to_ends_the_call_instead_of_leaving_it_dialing(
+        gw: GatewayHandle, peer: RawPeer) -> None:
+    """The same as a UAC: a 200 whose SDP names an IPv6 address (we are IPv4) is ACKed and ended with
+    BYE (RFC 3261 §13.2.2.4), and the call is Released. Before, the media handler raised on it and the
+    call stayed Dialing while the SIP dialog was up."""
+    async with gw.client("agent1") as agent1:
+        await agent1.start_session()
+        dev = await agent1.device_id()
+        await agent1.op(f"/api/v2/me/devices/{dev}/calls", "Dial", destination=f"sip:adversary@127.0.0.1:{peer.port}")
+        invite = await peer.expect(lambda m: m.startswith(b"INVITE "), "the INVITE")
+        await peer.send(peer.ok_for(invite, sdp(40000, "IN IP6 ::1")))
+        await peer.expect(lambda m: m.startswith(b"ACK "), "the ACK for our 200")
+        bye = await peer.expect(lambda m: m.startswith(b"BYE "), "a BYE: the call cannot have media")
+        await peer.send(peer.ok_for(bye))
+        assert await until(lambda: _no_calls(agent1), "agent1's call released") is True
+    await drained(gw)
+
+
 async def test_one_invite_arriving_twice_rings_once_the_loop_gets_482(gw: GatewayHandle, peer: RawPeer) -> None:
     """RFC 3261 §8.2.2.2: the same request (From tag, Call-ID, CSeq) on a second path while the first
     transaction is going on is a loop or a fork that came back: 482, not a second ringing call. The
@@ -299,7 +323,7 @@ async def test_peer_that_never_acks_or_hangs_up_around_the_ack_leaves_nothing(gw
             assert status_of(await p.final_to("2 BYE")) == 200
         bye = await never_acks.expect(lambda m: m.startswith(b"BYE "), "the gateway's BYE after 64*T1 without ACK")
         assert header(bye, "Call-ID") == never_acks.call_id
-        await never_acks.send(RawPeer.ok_for(bye))
+        await never_acks.send(never_acks.ok_for(bye))
     finally:
         for p in peers:
             p.close()
