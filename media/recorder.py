@@ -3,7 +3,9 @@
 Frames are written as the call runs (never accumulated in memory). The RIFF and ``data`` chunk sizes are
 rewritten every ``header_interval`` frames (one second by default) and on close, so a file left by a crashed
 process is at worst a second short of the truth; ``repair_recordings`` fixes the sizes of such files at
-start-up. Layout: 8 kHz, 16-bit, 2 channels, LEFT = remote (received) audio, RIGHT = local (sent) audio.
+start-up. A write that fails (disk full, file size limit) ends the recording there: the file is closed and
+its sizes fixed to the whole frames on disk, and nothing is raised into the media tick or the hang-up.
+Layout: 8 kHz, 16-bit, 2 channels, LEFT = remote (received) audio, RIGHT = local (sent) audio.
 """
 
 from __future__ import annotations
@@ -50,12 +52,14 @@ def _header(data_size: int) -> bytes:
 class WavRecorder:
     """Writes one stereo frame per media tick; ``write_frame(remote, local)`` takes two mono PCM frames."""
 
-    __slots__ = ("path", "frames", "header_interval", "_file", "_since_header", "_stereo", "_left", "_right")
+    __slots__ = ("path", "frames", "header_interval", "error", "_file", "_since_header", "_stereo", "_left",
+                 "_right")
 
     def __init__(self, path: Path | str, header_interval: int = 50) -> None:
         self.path = Path(path)
         self.header_interval = max(1, header_interval)
         self.frames = 0
+        self.error: str | None = None  # why the recording ended early (a failed write), if it did
         self._since_header = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,12 +100,15 @@ class WavRecorder:
             stereo[:] = array("h", bytes(4 * n))
         stereo[0::2] = left
         stereo[1::2] = right
-        f.write(stereo)  # native order == little-endian on every platform we run on
-        self.frames += n
-        self._since_header += 1
-        if self._since_header >= self.header_interval:
-            self._since_header = 0
-            self._write_sizes()
+        try:
+            f.write(stereo)  # native order == little-endian on every platform we run on
+            self.frames += n
+            self._since_header += 1
+            if self._since_header >= self.header_interval:
+                self._since_header = 0
+                self._write_sizes()
+        except OSError as exc:
+            self._give_up(exc)
 
     def _write_sizes(self) -> None:
         f = self._file
@@ -116,15 +123,37 @@ class WavRecorder:
         f.flush()
 
     def close(self) -> Path:
-        """Final header and close; idempotent."""
+        """Final header and close; idempotent; never raises (a failed write ends it as ``_give_up``)."""
         f = self._file
         if f is not None:
             try:
                 self._write_sizes()
-            finally:
-                self._file = None
+            except OSError as exc:
+                self._give_up(exc)
+                return self.path
+            self._file = None
+            try:
                 f.close()
+            except OSError as exc:
+                self._give_up(exc)
         return self.path
+
+    def _give_up(self, exc: OSError) -> None:
+        """A write failed: stop here, close without flushing what is left in the buffer, and make the
+        header describe the whole frames that did reach the file (as the start-up repair would)."""
+        self.error = f"{exc.strerror or exc}"
+        f, self._file = self._file, None
+        log.error("recording %s: write failed (%s); recording stopped after %.1f s", self.path, self.error,
+                  self.duration_s)
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass  # the unwritable tail of the buffer; what is on disk stays
+        try:
+            _repair_one(self.path)
+        except (OSError, struct.error) as repair_exc:
+            log.error("recording %s: cannot fix its header (%s)", self.path, repair_exc)
 
 
 def _repair_one(path: Path) -> bool:

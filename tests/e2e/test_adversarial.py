@@ -13,7 +13,9 @@ transactions, dialogs, RTP ports).  Found by attacking the gateway; each first f
 * TCP connections to the SIP port that never send anything were all kept: at the open-file limit the
   gateway could accept no HTTP client and bind no RTP port (``voice-gateway serve`` under prlimit);
 * RTP from a stranger took a call over once its peer had been silent for a second ("RTP bleed"): the
-  agent's audio went to the stranger.
+  agent's audio went to the stranger;
+* a recording that could not be written (file size limit / disk full) raised on every media tick, and
+  Hangup then got HTTP 500, leaving a Released call on the line and its RTP port open.
 
 Attacks that held keep a compact test here when nothing else covers them at gateway level: a peer that
 never ACKs our 200 or sends BYE before / right behind its ACK; ``voice-gateway serve`` killed with SIGKILL
@@ -400,17 +402,20 @@ auto_answer = true
 BYTES_PER_SECOND = 8000 * 2 * 2
 
 
-async def start_serve(tmp_path: Path, name: str, *, max_open_files: int | None = None) -> tuple[ManagedProcess, str]:
-    """``voice-gateway serve`` on free ports (with RLIMIT_NOFILE lowered if asked); (process, base URL)
-    once it logged "gateway ready"."""
+async def start_serve(tmp_path: Path, name: str, *, max_open_files: int | None = None,
+                      max_file_size: int | None = None) -> tuple[ManagedProcess, str]:
+    """``voice-gateway serve`` on free ports (with RLIMIT_NOFILE / RLIMIT_FSIZE lowered if asked);
+    (process, base URL) once it logged "gateway ready"."""
     config = tmp_path / "gateway.toml"
     config.write_text(CRASH_CONFIG)
     env = {"VG_HTTP_PORT": "0", "VG_SIP_PORT": "0", "VG_RTP_PORT_MIN": "0", "VG_RTP_PORT_MAX": "0",
            "VG_RECORDINGS_DIR": str(tmp_path / "recordings"), "VG_DATA_DIR": str(tmp_path / "data")}
     argv = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items()), str(Path(sys.executable).parent / "voice-gateway"),
             "serve", "--config", str(config)]
-    if max_open_files is not None:
-        argv = ["/usr/bin/prlimit", f"--nofile={max_open_files}", *argv]
+    limits = ([f"--nofile={max_open_files}"] if max_open_files else []) + \
+        ([f"--fsize={max_file_size}"] if max_file_size else [])
+    if limits:
+        argv = ["/usr/bin/prlimit", *limits, *argv]
     proc = ManagedProcess(name, argv, tmp_path / f"{name}.log")
     proc.start()
 
@@ -515,3 +520,44 @@ async def tcp_options(port: int) -> bytes:
             return b""
     finally:
         writer.close()
+
+
+async def test_recording_that_cannot_be_written_stops_cleanly_and_the_call_still_hangs_up(tmp_path: Path) -> None:
+    """A recording whose writes fail (disk full; here the file size limit, RLIMIT_FSIZE) must not take
+    the call down with it. Before, every media tick raised, and Hangup got HTTP 500 and left a Released
+    call on the line and its RTP port open. Now the recording ends as a valid WAV of what was written,
+    the call goes on and hangs up normally."""
+    limit = 100_000  # ~3 s of recording
+    proc, base = await start_serve(tmp_path, "gateway", max_file_size=limit)
+    try:
+        async with GwsClient(base, "agent1", "agent1pw") as agent1, httpx.AsyncClient(base_url=base) as http:
+            await agent1.start_session()
+            dev = await agent1.device_id()
+            await agent1.op(f"/api/v2/me/devices/{dev}/calls", "Dial", destination="1002")  # auto-answers
+
+            async def established() -> dict[str, Any] | None:
+                return next((c for c in await agent1.calls() if c["state"] == "Established"), None)
+
+            call = await until(established, "call to auto-answering 1002 Established")
+            await agent1.op(f"/api/v2/me/calls/{call['id']}", "StartCallRecording")
+            (path,) = await until(lambda: list((tmp_path / "recordings").glob("*.wav")), "the recording file")
+            await until(lambda: "File too large" in proc.log_text(), "a recording write refused by the limit")
+            assert (await http.get("/health")).json()["stats"]["rtp_packets_out"] > 0
+
+            await agent1.op(f"/api/v2/me/calls/{call['id']}", "Hangup")
+            assert await agent1.calls() == []
+            stats = await until(lambda: _health_stats_drained(http), "no call or RTP port left")
+            assert stats["rtp_legs"] == 0
+    finally:
+        proc.stop()
+    info = read_wav_info(path)
+    assert info.complete and info.channels == 2, info
+    with wave.open(str(path)) as w:
+        assert w.getnframes() * 4 + 44 <= limit and w.getnframes() > 8000  # what fitted, as whole frames
+    assert_tone(path, 440, channel=0)
+    assert "media tick failed" not in proc.log_text()
+
+
+async def _health_stats_drained(http: httpx.AsyncClient) -> dict[str, Any] | None:
+    stats: dict[str, Any] = (await http.get("/health")).json()["stats"]
+    return stats if stats["calls"] == 0 and stats["rtp_legs"] == 0 and stats["rtp_ports"] == 0 else None
