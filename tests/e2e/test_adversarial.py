@@ -17,9 +17,11 @@ transactions, dialogs, RTP ports).  Found by attacking the gateway; each first f
 * a recording that could not be written (file size limit / disk full) raised on every media tick, and
   Hangup then got HTTP 500, leaving a Released call on the line and its RTP port open.
 
-Attacks that held keep a compact test here when nothing else covers them at gateway level: a peer that
-never ACKs our 200 or sends BYE before / right behind its ACK; ``voice-gateway serve`` killed with SIGKILL
-in the middle of a recorded call leaves a WAV that the next start repairs.
+Attacks that held keep a compact test here when nothing else covers them at gateway level: hostile requests
+(unknown number, only unsupported codecs, Require, CSeq mismatch, BYE/CANCEL outside any dialog,
+Max-Forwards 0); a peer that never ACKs our 200 or sends BYE before / right behind its ACK;
+``voice-gateway serve`` killed with SIGKILL in the middle of a recorded call leaves a WAV that the next
+start repairs.
 """
 
 from __future__ import annotations
@@ -374,6 +376,44 @@ async def test_rtp_from_a_stranger_cannot_take_over_a_call_whose_peer_fell_silen
         media.close()
         stranger.close()
     await drained(gw)
+
+
+
+async def test_hostile_requests_get_the_answer_rfc_3261_owes_and_ring_nothing(gw: GatewayHandle) -> None:
+    """Held: each request gets exactly its final answer on the real gateway and no call reaches the
+    agent. Max-Forwards 0 is a proxy's 483; a UA processes the request (RFC 4475 §3.3.11)."""
+    g729 = sdp(40000).replace(b"RTP/AVP 0", b"RTP/AVP 18").replace(b"rtpmap:0 PCMU", b"rtpmap:18 G729")
+    cases: list[tuple[str, Callable[[RawPeer], bytes], int]] = [
+        ("INVITE to a number that is no line", lambda p: p.request("INVITE", "9999", body=sdp(40000)), 404),
+        ("INVITE offering only G.729", lambda p: p.request("INVITE", "1002", body=g729), 488),
+        ("INVITE requiring an unknown extension", lambda p: p.request("INVITE", "1002", body=sdp(40000)).replace(
+            b"Max-Forwards", b"Require: x-evil\r\nMax-Forwards"), 420),
+        ("INVITE whose CSeq names BYE",
+         lambda p: p.request("INVITE", "1002", body=sdp(40000)).replace(b"CSeq: 1 INVITE", b"CSeq: 1 BYE"), 400),
+        ("BYE for a dialog that does not exist", lambda p: (setattr(p, "to_tag", "nope"),
+                                                            p.request("BYE", "1002", in_dialog=True))[1], 481),
+        ("CANCEL for an INVITE that does not exist", lambda p: p.request("CANCEL", "1002"), 481),
+        ("OPTIONS with Max-Forwards 0",
+         lambda p: p.request("OPTIONS", "1002").replace(b"Max-Forwards: 70", b"Max-Forwards: 0"), 200),
+    ]
+    async with gw.client("agent2") as agent2:
+        await agent2.start_session()
+        for what, build, expected in cases:
+            peer = RawPeer(gw.sip_port)
+            try:
+                request = build(peer)
+                await peer.send(request)
+                final = await peer.expect(lambda m: (status_of(m) or 0) >= 200, f"the final answer to: {what}")
+                assert status_of(final) == expected, (what, final[:300])
+                if expected == 420:
+                    assert header(final, "Unsupported") == "x-evil"
+                if request.startswith(b"INVITE "):
+                    await peer.send(peer.ack_for(request, final))
+            finally:
+                peer.close()
+        assert await agent2.calls() == []
+    await drained(gw)
+    assert gw.telephony.sip.stats()["core_errors"] == 0
 
 
 # ------------------------------------------------------------------------------ crash safety (a real process)
