@@ -10,6 +10,7 @@ Layout: 8 kHz, 16-bit, 2 channels, LEFT = remote (received) audio, RIGHT = local
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 from array import array
@@ -64,10 +65,17 @@ class WavRecorder:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+            self._file.write(_header(0))
+            self._file.flush()
         except OSError as exc:
+            file, self._file = getattr(self, "_file", None), None
+            if file is not None:  # opened, but not even the header fits (disk full, RLIMIT_FSIZE)
+                with contextlib.suppress(OSError):
+                    file.close()
+                with contextlib.suppress(OSError):
+                    if self.path.is_file():  # only a file we created, never e.g. a device node
+                        self.path.unlink()
             raise MediaError(f"recording {self.path}: cannot open for writing ({exc.strerror or exc})") from None
-        self._file.write(_header(0))
-        self._file.flush()
         self._stereo = array("h")
         self._left = array("h")
         self._right = array("h")

@@ -107,6 +107,8 @@ class RtpLeg:
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self.on_dtmf: Callable[[DtmfEvent], None] | None = None
+        #: called with (path, reason) when a recording stopped by itself because a write failed
+        self.on_recording_failed: Callable[[Path, str], None] | None = None
         self.muted = False
         self.send_log: list[float] | None = None  # benches: perf_counter() of every send when set to a list
         self._source: AudioSource = Silence()
@@ -367,6 +369,8 @@ class RtpLeg:
         item = playout.pop()
         if rec is not None:
             rec.write_frame(silence if item is None else self._decode(item), local)
+            if rec.error is not None:  # the write failed and the recorder closed itself as a valid WAV
+                self._recording_failed(rec)
         if self._dtmf_rx.pending:
             ev = self._dtmf_rx.poll(now)
             if ev is not None:
@@ -380,6 +384,16 @@ class RtpLeg:
         if len(pcm) != self._frame_bytes:
             pcm = pcm[: self._frame_bytes].ljust(self._frame_bytes, b"\0")
         return pcm
+
+    def _recording_failed(self, rec: WavRecorder) -> None:
+        """Tell the owner once, so the call's ``recordingState`` does not go on saying Recording."""
+        self._recorder = None
+        cb = self.on_recording_failed
+        if cb is not None:
+            try:
+                cb(rec.path, rec.error or "write failed")
+            except Exception:
+                log.exception("on_recording_failed callback failed for %s", rec.path)
 
     def _source_failed(self) -> bytes:
         self._source_errors += 1

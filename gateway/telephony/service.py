@@ -433,8 +433,19 @@ class Telephony:
         except MediaError as exc:
             raise InvalidState(f"Cannot start recording: {exc}") from None
         call.recording_path = path
+        leg.on_recording_failed = lambda failed_path, reason, c=call: self._recording_failed(c, failed_path, reason)
         log.info("call %s: recording to %s", call.id, path)
         self._publish_call(call, "CallRecordingStateChange")
+
+    def _recording_failed(self, call: Call, path: Path, reason: str) -> None:
+        """The media leg stopped a recording whose write failed (disk full, file size limit): the file is a
+        valid WAV up to there; the agent learns it from recordingState Stopped and an ErrorMessage."""
+        if call.recording_path != path:
+            return
+        call.recording_path = None
+        log.error("call %s: recording %s stopped: %s", call.id, path, reason)
+        self._publish_call(call, "CallRecordingStateChange")
+        self._publish_error(call, "StartCallRecording", 4, f"Recording stopped: {reason}")
 
     async def _stop_recording(self, call: Call, params: dict[str, Any]) -> None:
         if call.leg is not None:

@@ -584,6 +584,15 @@ async def test_recording_that_cannot_be_written_stops_cleanly_and_the_call_still
             await until(lambda: "File too large" in proc.log_text(), "a recording write refused by the limit")
             assert (await http.get("/health")).json()["stats"]["rtp_packets_out"] > 0
 
+            async def recording_stopped() -> dict[str, Any] | None:
+                r = await agent1.get(f"/api/v2/me/calls/{call['id']}")
+                c: dict[str, Any] = r.json()["call"]
+                return c if c["recordingState"] == "Stopped" else None
+
+            # the agent learns it: recordingState back to Stopped, StartCallRecording offered again
+            stopped = await until(recording_stopped, "recordingState Stopped after the failed write")
+            assert stopped["state"] == "Established" and "StartCallRecording" in stopped["capabilities"]
+
             await agent1.op(f"/api/v2/me/calls/{call['id']}", "Hangup")
             assert await agent1.calls() == []
             stats = await until(lambda: _health_stats_drained(http), "no call or RTP port left")

@@ -8,7 +8,9 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from media.errors import MediaError
 from media.recorder import WavRecorder, repair_recordings
 
 
@@ -94,3 +96,16 @@ def test_repair_a_file_whose_header_was_never_refreshed(tmp_path: Path) -> None:
     assert _read(copy)[2] == 0
     assert repair_recordings(copy.parent) == [copy]
     assert _read(copy)[2] == 480
+
+
+def test_a_recording_whose_header_cannot_be_written_is_refused_cleanly() -> None:
+    """Disk full at StartCallRecording: a MediaError for the API to report, no file handle left open."""
+    import gc
+    import os
+
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(MediaError, match="cannot open for writing"):
+        WavRecorder(Path("/dev/full"))  # every write fails with ENOSPC
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert Path("/dev/full").exists()
