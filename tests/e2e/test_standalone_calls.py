@@ -242,6 +242,29 @@ async def test_baresip_calls_line_agent_answers_records_and_baresip_hangs_up(
     assert read_wav_info(received).duration >= 2.0
 
 
+async def test_dtmf_from_baresip_is_reported_digit_by_digit(gw: GatewayHandle, baresip_factory: Any) -> None:
+    """RFC 4733 telephone-events sent by baresip reach the agent as one CometD message per key press,
+    in order, each carrying the digit (our ``DtmfReceived`` notification, §4.5 extension)."""
+    ua: Baresip = await baresip_factory("5007", tone_hz=BARESIP_HZ)
+    async with agent(gw, "agent1") as a1:
+        mark = a1.events.mark()
+        ua_mark = await ua.dial(gw.line_uri("1001"))
+        call_id = (await a1.events.wait_for(call_message("Ringing"), since=mark)).call["id"]
+        await a1.call_op(call_id, "Answer")
+        await ua.wait_event("CALL_ESTABLISHED", since=ua_mark)
+        dtmf = call_message(call_id=call_id, notification="DtmfReceived")
+        for n, digit in enumerate("12#9", 1):
+            await ua.cmd("sndcode", digit)
+            # the next key only once this one is reported: one event per press, none merged or lost
+            await a1.events.wait_for(lambda m, n=n: len(a1.events.all(dtmf, since=mark)) >= n, since=mark)
+        got = a1.events.all(dtmf, since=mark)
+        assert [m.data["digits"] for m in got] == ["1", "2", "#", "9"]
+        assert all(m.data["phoneNumber"] == "1001" and m.call["state"] == "Established" for m in got)
+        await a1.call_op(call_id, "Hangup")
+        await ua.wait_event("CALL_CLOSED", since=ua_mark)
+    await wait_idle(gw)
+
+
 # ====================================================================================== line -> line
 @pytest.mark.parametrize("hangup_by", ["caller", "callee"])
 async def test_line_to_line_answered_audio_both_ways_and_hangup(
